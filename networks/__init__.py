@@ -1,0 +1,5 @@
+"""Custom networks of the seed experiments; MONAI's own networks are used directly where they fit."""
+
+from networks.unet import UNet
+
+__all__ = ["UNet"]
