@@ -1,0 +1,393 @@
+"""Slice manifests for the LGG ``kaggle_3m`` dataset: build, write, validate, restrict, summarise.
+
+A manifest is a UTF-8 CSV with one row per 2D slice::
+
+    subject,slice,image,label,diagnosis,split[,fold]
+
+``image`` and ``label`` are paths relative to the dataset root (the ``kaggle_3m`` folder)
+with ``/`` separators; ``diagnosis`` is 1 when the label has any non-zero pixel, else 0;
+``split`` is one of :data:`SPLITS` and is assigned per subject (patient), never per slice,
+because neighbouring slices of one patient are nearly identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import posixpath
+import re
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipelines.atomic import atomic_path
+from pipelines.errors import InputError
+
+SPLITS = ("train", "val", "test")
+REQUIRED_COLUMNS = ("subject", "slice", "image", "label", "split", "diagnosis")
+OPTIONAL_COLUMNS = ("fold",)
+WRITE_COLUMNS = ("subject", "slice", "image", "label", "diagnosis", "split")
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+
+_CASE_FOLDER = re.compile(r"(TCGA_[^_]+_[^_]+)_\d+")
+_LISTING_COLUMNS = ("patient", "slice", "image", "mask", "mask_pixels")
+
+
+def assign_splits(subjects: Iterable[str], seed: int = 0, ratios=DEFAULT_RATIOS) -> dict[str, str]:
+    """Map each unique subject to a split of :data:`SPLITS`.
+
+    Sorted unique subjects are permuted with ``numpy.random.default_rng(seed)``; the first
+    ``round(ratios[0] * n)`` go to train, the next ``round(ratios[1] * n)`` to val, the rest to test.
+    ``ratios`` are three non-negative fractions summing to 1.
+    """
+    if len(ratios) != len(SPLITS) or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+        raise InputError(f"split ratios must be three non-negative fractions (train val test) summing to 1, "
+                         f"got {list(ratios)}")
+    unique = sorted(set(subjects))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_train = round(ratios[0] * len(unique))
+    n_val = min(round(ratios[1] * len(unique)), len(unique) - n_train)
+    split_of_position = [SPLITS[0]] * n_train + [SPLITS[1]] * n_val
+    split_of_position += [SPLITS[2]] * (len(unique) - len(split_of_position))
+    return {unique[index]: split for index, split in zip(order, split_of_position)}
+
+
+def build_kaggle_3m(dataset_dir, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
+    """Scan a ``kaggle_3m`` folder into manifest rows sorted by (subject, slice), split per subject.
+
+    Each row: ``subject`` (str, e.g. TCGA_CS_4941), ``slice`` (int), ``image``/``label`` (paths relative
+    to ``dataset_dir``), ``diagnosis`` (0 or 1), ``split`` (one of :data:`SPLITS`).
+
+    Reads ``TCGA_<inst>_<patient>_<date>/<folder>_<slice>.tif`` with its ``<folder>_<slice>_mask.tif``;
+    every mask is decoded to set ``diagnosis``. Other files and folders (``data.csv``) are ignored.
+    """
+    root = _dataset_root(dataset_dir)
+    rows = []
+    for case_dir in sorted(root.iterdir()):
+        match = _CASE_FOLDER.fullmatch(case_dir.name)
+        if match and case_dir.is_dir():
+            rows += _scan_case(root, case_dir, subject=match[1])
+    if not rows:
+        raise InputError(f"{root}: no TCGA_<inst>_<patient>_<date> folders with .tif slices")
+    return _with_splits(rows, seed, ratios)
+
+
+def build_kaggle_3m_from_listing(listing_csv, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
+    """Manifest rows from a listing CSV (patient,case_dir,slice,image,mask,mask_pixels).
+
+    Gives exactly what :func:`build_kaggle_3m` gives for the same data; ``diagnosis`` is ``mask_pixels > 0``.
+    """
+    path = Path(listing_csv)
+    header, records = _read_table(path)
+    for column in _LISTING_COLUMNS:
+        if column not in header:
+            raise InputError(f"{path} header: missing column '{column}'")
+    rows = []
+    for record in _records_as_dicts(path, header, records):
+        location = f"{path} row {record['row']} column"
+        rows.append({
+            "subject": record["patient"],
+            "slice": _parse_cell(_whole_number, record["slice"], f"{location} 'slice'"),
+            "image": record["image"],
+            "label": record["mask"],
+            "diagnosis": int(_parse_cell(_whole_number, record["mask_pixels"], f"{location} 'mask_pixels'") > 0),
+        })
+    return _with_splits(rows, seed, ratios)
+
+
+def write_manifest(rows: Iterable[dict], path) -> Path:
+    """Write rows as a manifest CSV atomically (:func:`pipelines.atomic.atomic_path`), UTF-8, LF line endings.
+
+    Columns: :data:`WRITE_COLUMNS`, then ``fold`` when any row has one; other keys are ignored.
+    """
+    rows, path = list(rows), Path(path)
+    columns = WRITE_COLUMNS + tuple(column for column in OPTIONAL_COLUMNS if any(column in row for row in rows))
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.DictWriter(stream, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def validate_manifest(manifest_path, dataset_dir, required_splits: Iterable[str] = (),
+                      check_files: bool = True) -> list[dict]:
+    """Read and check a manifest; return its rows or raise :class:`InputError` at the first problem.
+
+    Each row is a dict of its columns (``slice`` and ``diagnosis`` as int, the rest str) plus
+    ``row``, its 1-based line number in the file (header = 1). The text of every row is checked
+    first, then that each split of ``required_splits`` has rows, then (``check_files``) that every
+    image and label under ``dataset_dir`` exists, opens with PIL and that their sizes match.
+    ``dataset_dir`` may be None when ``check_files`` is False.
+    """
+    path = Path(manifest_path)
+    rows = _read_manifest(path)
+    for split in required_splits:
+        if not any(row["split"] == split for row in rows):
+            raise InputError(f"{path} column 'split': no rows with split '{split}', which this run needs")
+    if check_files:
+        _check_files(path, rows, _dataset_root(dataset_dir))
+    return rows
+
+
+def restrict_to_available(manifest_path, dataset_dir) -> list[dict]:
+    """Rows of a manifest whose image exists under ``dataset_dir``, split unchanged, their files checked.
+
+    For training on part of a dataset (e.g. 19 of the 110 LGG patients) with the full
+    manifest's patient split. A kept row whose label is missing or unreadable is an error,
+    and so is keeping no row at all.
+    """
+    path, root = Path(manifest_path), _dataset_root(dataset_dir)
+    rows = _read_manifest(path)
+    kept = [row for row in rows if (root / row["image"]).is_file()]
+    if not kept:
+        raise InputError(f"{path}: none of its {len(rows)} images is under {root}")
+    _check_files(path, kept, root)
+    return kept
+
+
+def split_summary(rows: Iterable[dict]) -> list[dict]:
+    """One dict per split of :data:`SPLITS` (zeros when empty) with counts of
+    ``subjects``, ``slices``, ``tumour_slices``, ``non_tumour_slices`` and ``tumour_subjects``."""
+    rows = list(rows)
+    summary = []
+    for split in SPLITS:
+        members = [row for row in rows if row["split"] == split]
+        tumour = [row for row in members if int(row["diagnosis"])]
+        summary.append({
+            "split": split,
+            "subjects": len({row["subject"] for row in members}),
+            "slices": len(members),
+            "tumour_slices": len(tumour),
+            "non_tumour_slices": len(members) - len(tumour),
+            "tumour_subjects": len({row["subject"] for row in tumour}),
+        })
+    return summary
+
+
+def _dataset_root(dataset_dir) -> Path:
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset folder not found")
+    return root
+
+
+def _scan_case(root: Path, case_dir: Path, subject: str) -> list[dict]:
+    """Rows (no split) of one patient folder; an image without its mask, or the reverse, is an error."""
+    slice_file = re.compile(rf"{re.escape(case_dir.name)}_(\d+)(_mask)?\.tif")
+    images, masks = {}, {}
+    for file in case_dir.iterdir():
+        match = slice_file.fullmatch(file.name)
+        if match:
+            (masks if match[2] else images)[int(match[1])] = file
+    for slice_number in sorted(images.keys() ^ masks.keys()):
+        if slice_number in images:
+            raise InputError(f"{images[slice_number]}: image has no mask {case_dir.name}_{slice_number}_mask.tif")
+        raise InputError(f"{masks[slice_number]}: mask has no image {case_dir.name}_{slice_number}.tif")
+    return [
+        {
+            "subject": subject,
+            "slice": slice_number,
+            "image": images[slice_number].relative_to(root).as_posix(),
+            "label": masks[slice_number].relative_to(root).as_posix(),
+            "diagnosis": _has_tumour(masks[slice_number]),
+        }
+        for slice_number in images
+    ]
+
+
+def _has_tumour(mask_file: Path) -> int:
+    """1 if the mask has any non-zero pixel, else 0."""
+    try:
+        with Image.open(mask_file) as mask:
+            return int(np.asarray(mask).any())
+    except OSError as err:
+        raise InputError(f"{mask_file}: cannot read mask: {err}") from None
+
+
+def _with_splits(rows: list[dict], seed: int, ratios) -> list[dict]:
+    split_of = assign_splits((row["subject"] for row in rows), seed, ratios)
+    for row in rows:
+        row["split"] = split_of[row["subject"]]
+    return sorted(rows, key=lambda row: (row["subject"], row["slice"]))
+
+
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and data records ``(line number, cells)`` of a UTF-8 CSV; cells stripped, blank records skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read file: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(f"{path} row {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                         "save it as 'CSV UTF-8'") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, last_line = [], 0
+    try:
+        for cells in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            cells = [cell.strip() for cell in cells]
+            if any(cells):
+                records.append((first_line, cells))
+    except csv.Error as err:
+        raise InputError(f"{path} row {reader.line_num}: {err}") from None
+    if not records:
+        raise InputError(f"{path}: file is empty, expected a header line and rows")
+    if len(records) == 1:
+        raise InputError(f"{path}: no rows under the header")
+    return records[0][1], records[1:]
+
+
+def _records_as_dicts(path: Path, header: list[str], records) -> list[dict]:
+    """``{column: cell, 'row': line number}`` per record; a record with the wrong number of cells is an error."""
+    dicts = []
+    for line, cells in records:
+        if len(cells) < len(header):
+            raise InputError(f"{path} row {line} column '{header[len(cells)]}': missing cell "
+                             f"(the row has {len(cells)} cells, the header {len(header)} columns)")
+        if len(cells) > len(header):
+            extra = ", ".join(repr(cell) for cell in cells[len(header):])
+            raise InputError(f"{path} row {line}: {len(cells)} cells but the header has {len(header)} columns "
+                             f"(extra: {extra})")
+        dicts.append({**dict(zip(header, cells)), "row": line})
+    return dicts
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    separator = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
+    if separator:
+        raise InputError(f"{path} header: columns are separated by {separator!r}; "
+                         "save the file as comma-separated CSV")
+    for position, name in enumerate(header):
+        if name in header[:position]:
+            raise InputError(f"{path} header: column '{name}' appears twice")
+        if name not in known:
+            close = difflib.get_close_matches(name.lower(), known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InputError(f"{path} header: unknown column '{name}'; {hint}allowed: {', '.join(known)}")
+    for name in REQUIRED_COLUMNS:
+        if name not in header:
+            raise InputError(f"{path} header: missing required column '{name}'")
+
+
+def _whole_number(cell: str) -> int:
+    if not re.fullmatch(r"[0-9]+", cell):
+        raise ValueError(f"expected a whole number, got '{cell}'")
+    return int(cell)
+
+
+def _diagnosis(cell: str) -> int:
+    if cell not in ("0", "1"):
+        raise ValueError(f"expected 0 (no tumour) or 1 (tumour), got '{cell}'")
+    return int(cell)
+
+
+def _fold(cell: str) -> str:
+    _whole_number(cell)
+    return cell
+
+
+def _split(cell: str) -> str:
+    if cell not in SPLITS:
+        raise ValueError(f"unknown split '{cell}'; use one of: {', '.join(SPLITS)}")
+    return cell
+
+
+def _relative_path(cell: str) -> str:
+    if cell.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", cell):
+        raise ValueError(f"'{cell}' is an absolute path; give it relative to the dataset folder")
+    if "\\" in cell:
+        raise ValueError(f"'{cell}' contains '\\'; separate folders with '/'")
+    if posixpath.normpath(cell).split("/")[0] == "..":
+        raise ValueError(f"'{cell}' points outside the dataset folder")
+    return cell
+
+
+_CELL_PARSERS = {
+    "slice": _whole_number, "diagnosis": _diagnosis, "fold": _fold,
+    "split": _split, "image": _relative_path, "label": _relative_path,
+}
+
+
+def _parse_cell(parser, cell: str, location: str):
+    """``parser(cell)``, with a ValueError turned into an InputError at ``location``."""
+    try:
+        return parser(cell)
+    except ValueError as err:
+        raise InputError(f"{location}: {err}") from None
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    """Parsed rows of a manifest whose text is valid (header, cells, uniqueness, one split per subject)."""
+    header, records = _read_table(path)
+    _check_header(path, header)
+    rows = _records_as_dicts(path, header, records)
+    for row in rows:
+        for column in header:
+            location = f"{path} row {row['row']} column '{column}'"
+            if not row[column]:
+                raise InputError(f"{location}: empty cell")
+            row[column] = _parse_cell(_CELL_PARSERS.get(column, str), row[column], location)
+    _check_unique(path, rows)
+    return rows
+
+
+def _check_unique(path: Path, rows: list[dict]) -> None:
+    """Each file is used once (as one row's image or label), each (subject, slice) once, each subject in one split."""
+    first_use: dict[str, tuple[int, str]] = {}
+    first_slice: dict[tuple[str, int], int] = {}
+    first_of_subject: dict[str, dict] = {}
+    for row in rows:
+        location = f"{path} row {row['row']} column"
+        for column in ("image", "label"):
+            use = (row["row"], column)
+            earlier_row, earlier_column = first_use.setdefault(posixpath.normpath(row[column]), use)
+            if (earlier_row, earlier_column) != use:
+                raise InputError(f"{location} '{column}': '{row[column]}' is already the {earlier_column} "
+                                 f"of row {earlier_row}")
+        earlier_row = first_slice.setdefault((row["subject"], row["slice"]), row["row"])
+        if earlier_row != row["row"]:
+            raise InputError(f"{location} 'slice': subject '{row['subject']}' slice {row['slice']} "
+                             f"is already in row {earlier_row}")
+        earlier = first_of_subject.setdefault(row["subject"], row)
+        if earlier["split"] != row["split"]:
+            raise InputError(f"{location} 'split': subject '{row['subject']}' is in '{row['split']}' here but in "
+                             f"'{earlier['split']}' in row {earlier['row']}; a subject belongs to one split")
+
+
+def _check_files(path: Path, rows: list[dict], root: Path) -> None:
+    """Every image and label exists under ``root``, PIL reads its header, and the two sizes match."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns about a damaged TIFF header before failing on it
+        for row in rows:
+            image_size, label_size = (_image_size(f"{path} row {row['row']} column '{column}'", root / row[column])
+                                      for column in ("image", "label"))
+            if label_size != image_size:
+                raise InputError(f"{path} row {row['row']} column 'label': size {label_size[0]}x{label_size[1]} "
+                                 f"differs from the image's {image_size[0]}x{image_size[1]}")
+
+
+def _image_size(location: str, file: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels."""
+    if not file.is_file():
+        raise InputError(f"{location}: file not found: {file.resolve()}")
+    try:
+        with Image.open(file) as image:
+            return image.size
+    except OSError as err:
+        if file.stat().st_size == 0:
+            reason = "file is empty (0 bytes)"
+        elif isinstance(err, UnidentifiedImageError):
+            reason = "unknown format or damaged header"
+        else:
+            reason = str(err)
+        raise InputError(f"{location}: cannot read image: {reason}") from None

@@ -1,0 +1,127 @@
+"""Command line for slice manifests: build, validate, restrict, summary, demo-data.
+
+Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines import manifest
+from pipelines.demo import make_lgg_demo
+from pipelines.errors import InputError
+
+
+def _split_counts(rows) -> str:
+    """``train 4 subjects / 48 slices, val ..., test ...``"""
+    summary = manifest.split_summary(rows)
+    return ", ".join(f"{split['split']} {split['subjects']} subjects / {split['slices']} slices" for split in summary)
+
+
+def _build(args) -> None:
+    if args.listing:
+        rows = manifest.build_kaggle_3m_from_listing(args.listing, args.seed, args.ratios)
+    else:
+        rows = manifest.build_kaggle_3m(args.dataset_dir, args.seed, args.ratios)
+    manifest.write_manifest(rows, args.out)
+    print(f"wrote {args.out}: {len(rows)} rows; {_split_counts(rows)}")
+
+
+def _validate(args) -> None:
+    if args.check_files and args.dataset_dir is None:
+        raise InputError("validate: --dataset_dir is needed to check the files (or pass --no-check-files)")
+    rows = manifest.validate_manifest(args.manifest, args.dataset_dir, args.require, args.check_files)
+    checked = "rows and files" if args.check_files else "rows (files not checked)"
+    print(f"OK {args.manifest}: {len(rows)} {checked}; {_split_counts(rows)}")
+
+
+def _restrict(args) -> None:
+    rows = manifest.restrict_to_available(args.manifest, args.dataset_dir)
+    manifest.write_manifest(rows, args.out)
+    print(f"wrote {args.out}: {len(rows)} rows with files under {args.dataset_dir}; {_split_counts(rows)}")
+
+
+def _summary(args) -> None:
+    table = manifest.split_summary(manifest.validate_manifest(args.manifest, None, check_files=False))
+    columns = list(table[0])
+    widths = [max(len(column), *(len(str(entry[column])) for entry in table)) for column in columns]
+    for line in [dict(zip(columns, columns)), *table]:
+        cells = [str(line[column]).rjust(width) for column, width in zip(columns, widths)]
+        print("  ".join([str(line["split"]).ljust(widths[0]), *cells[1:]]))
+
+
+def _demo_data(args) -> None:
+    print(make_lgg_demo(args.out, n_subjects=args.subjects, n_slices=args.slices, seed=args.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines manifest",
+        description="Build, check and summarise slice manifests (CSV: subject,slice,image,label,diagnosis,split).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="build a manifest from a kaggle_3m folder or a listing CSV",
+                                description="Build a manifest with a seeded per-patient train/val/test split.")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset_dir", "--dataset-dir",
+                        help="kaggle_3m folder to scan (masks are read to set diagnosis)")
+    source.add_argument("--listing", help="listing CSV with columns patient,case_dir,slice,image,mask,mask_pixels")
+    build.add_argument("--out", required=True, help="manifest CSV to write (replaced atomically)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the patient permutation (default: 0)")
+    build.add_argument("--ratios", type=float, nargs=3, default=manifest.DEFAULT_RATIOS,
+                       metavar=("TRAIN", "VAL", "TEST"),
+                       help="fractions of patients per split, summing to 1 (default: 0.7 0.15 0.15)")
+    build.set_defaults(run=_build)
+
+    validate = commands.add_parser("validate", help="check a manifest and its files",
+                                   description="Check a manifest; print OK with per-split counts, "
+                                               "or one error line naming file, row and column (exit code 2).")
+    validate.add_argument("--manifest", required=True, help="manifest CSV to check")
+    validate.add_argument("--dataset_dir", "--dataset-dir", help="dataset root the image/label paths are relative to")
+    validate.add_argument("--require", nargs="+", default=(), choices=manifest.SPLITS, metavar="SPLIT",
+                          help="splits that must have rows, e.g. --require train val")
+    validate.add_argument("--no-check-files", dest="check_files", action="store_false",
+                          help="check only the CSV text, not that the images and labels exist and match in size")
+    validate.set_defaults(run=_validate)
+
+    restrict = commands.add_parser("restrict", help="keep the rows whose files exist under a dataset folder",
+                                   description="Write the rows whose image and label exist under --dataset_dir, "
+                                               "keeping each patient's split (e.g. the 19-patient LGG subset).")
+    restrict.add_argument("--manifest", required=True, help="full manifest CSV")
+    restrict.add_argument("--dataset_dir", "--dataset-dir", required=True,
+                          help="dataset root holding part of the files")
+    restrict.add_argument("--out", required=True, help="manifest CSV to write")
+    restrict.set_defaults(run=_restrict)
+
+    summary = commands.add_parser("summary", help="print per-split counts of a manifest",
+                                  description="Print subjects, slices, tumour and non-tumour slices, "
+                                              "and subjects with tumour, per split.")
+    summary.add_argument("--manifest", required=True, help="manifest CSV")
+    summary.set_defaults(run=_summary)
+
+    demo = commands.add_parser("demo-data", help="write the synthetic LGG demo dataset",
+                               description="Write deterministic synthetic data in the kaggle_3m layout under "
+                                           "OUT/kaggle_3m and print that root.")
+    demo.add_argument("--out", required=True, help="folder to write kaggle_3m/ into")
+    demo.add_argument("--subjects", type=int, default=6, help="number of patients (default: 6)")
+    demo.add_argument("--slices", type=int, default=12, help="slices per patient (default: 12)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.set_defaults(run=_demo_data)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run one subcommand; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
