@@ -1,0 +1,170 @@
+"""Per-slice and per-subject segmentation metrics for a MONAI evaluator, written as CSV and JSON.
+
+Conventions (stated again in every summary JSON):
+
+- ``per_slice``: mean over all slices of the per-slice score. A slice whose ground truth and prediction
+  are both empty scores Dice 1 and Jaccard 1 (the seed notebooks' convention).
+- ``slices_with_<class>``: mean over the slices whose ground truth contains the class only
+  (for LGG: tumour slices only), so empty slices cannot inflate the score.
+- ``per_subject_3d``: each subject's slices stacked into one volume; one score per subject from the
+  summed counts; mean (and spread) over subjects. This is the convention of Buda et al. 2019.
+
+Precision is undefined where nothing is predicted and recall where the ground truth is empty; those
+cells are left empty (NaN) and skipped by the means. Dice and Jaccard are always defined.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from ignite.engine import Engine, Events
+from monai.metrics import get_confusion_matrix
+
+from pipelines.atomic import save_atomic, write_text_atomic
+
+__all__ = ["SegmentationMetricsWriter", "scores_from_counts", "CONVENTIONS"]
+
+CONVENTIONS = {
+    "per_slice": "mean over all slices; a slice with empty ground truth and empty prediction scores Dice 1 (seed convention)",
+    "slices_with_class": "mean over the slices whose ground truth contains the class (for LGG: tumour slices only)",
+    "per_subject_3d": "slices of each subject stacked into a volume, one score per subject, mean over subjects (Buda et al. 2019)",
+    "undefined": "precision with no predicted pixels and recall with no ground-truth pixels are undefined and skipped by means",
+}
+METRICS = ("dice", "jaccard", "precision", "recall")
+
+
+def scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    """Dice, Jaccard, precision and recall from pixel counts (arrays of any matching shape).
+
+    Dice and Jaccard are 1 where ground truth and prediction are both empty; precision is NaN where
+    nothing is predicted, recall NaN where the ground truth is empty. Values in [0, 1].
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "dice": np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 1.0),
+            "jaccard": np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 1.0),
+            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
+            "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
+        }
+
+
+def _mean(values: pd.Series) -> float | None:
+    value = values.mean(skipna=True)
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+class SegmentationMetricsWriter:
+    """Ignite handler that scores every slice an evaluator sees and aggregates per subject.
+
+    Reads, after the evaluator's post-transforms, ``engine.state.output[i][pred_key]`` and
+    ``[label_key]``: binarised one-hot ``(C, H, W)`` tensors (C=1 for a binary mask), and the batch
+    items' ``subject``, ``slice`` and ``image`` (its file name). At the end of each run it
+
+    - puts ``<prefix>_dice_3d`` (mean per-subject 3D Dice over ``class_names``) and, per class when there
+      are several, ``<prefix>_dice_3d_<class>`` into ``engine.state.metrics`` (so StatsHandler and
+      TensorBoardStatsHandler attached after it log them);
+    - when ``output_dir`` is given, writes atomically ``<prefix>_per_slice.csv``,
+      ``<prefix>_per_subject.csv`` and ``<prefix>_summary.json``.
+
+    Args:
+        class_names: one name per channel of pred/label, e.g. ``["tumour"]``.
+        output_dir: folder for the files; ``None`` only sets the metrics.
+        prefix: file and metric name prefix, e.g. ``"test"`` or ``"val"``.
+        include_background: score channel 0 too (False drops it, for one-hot multi-class outputs).
+        extra: JSON-serialisable facts copied into the summary (checkpoint, split, manifest, ...).
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        output_dir: str | os.PathLike | None = None,
+        prefix: str = "test",
+        include_background: bool = True,
+        pred_key: str = "pred",
+        label_key: str = "label",
+        extra: dict | None = None,
+    ) -> None:
+        self.class_names = list(class_names)
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.prefix = prefix
+        self.include_background = include_background
+        self.pred_key, self.label_key = pred_key, label_key
+        self.extra = dict(extra or {})
+        self._records: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._complete)
+
+    def _reset(self, engine: Engine) -> None:
+        self._records = []
+
+    def _collect(self, engine: Engine) -> None:
+        for item, output in zip(engine.state.batch, engine.state.output):
+            pred, label = output[self.pred_key], output[self.label_key]
+            counts = get_confusion_matrix(pred[None], label[None], include_background=self.include_background)[0]
+            if counts.shape[0] != len(self.class_names):
+                raise ValueError(f"{counts.shape[0]} scored channel(s) but class_names has {len(self.class_names)}: {self.class_names}")
+            image = item.get("image")
+            filename = getattr(image, "meta", {}).get("filename_or_obj", "") if isinstance(image, torch.Tensor) else str(image or "")
+            record = {"subject": str(item["subject"]), "slice": int(item["slice"]), "image": str(filename)}
+            for name, (tp, fp, _tn, fn) in zip(self.class_names, counts.long().tolist()):
+                record.update({f"tp_{name}": tp, f"fp_{name}": fp, f"fn_{name}": fn})
+            self._records.append(record)
+
+    def _scored(self, counts: pd.DataFrame) -> pd.DataFrame:
+        scored = counts.copy()
+        for name in self.class_names:
+            scores = scores_from_counts(counts[f"tp_{name}"], counts[f"fp_{name}"], counts[f"fn_{name}"])
+            for metric in METRICS:
+                scored[f"{metric}_{name}"] = scores[metric]
+        return scored
+
+    def summarise(self) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        """Per-slice table, per-subject table and summary dict of everything collected so far."""
+        slices = self._scored(pd.DataFrame(self._records).sort_values(["subject", "slice"], kind="stable"))
+        count_cols = [c for c in slices.columns if c.split("_", 1)[0] in ("tp", "fp", "fn")]
+        subjects = self._scored(slices.groupby("subject", sort=True)[count_cols].sum().reset_index())
+        subjects.insert(1, "slices", slices.groupby("subject", sort=True).size().to_numpy())
+        summary: dict = {
+            **self.extra,
+            "n_subjects": int(len(subjects)),
+            "n_slices": int(len(slices)),
+            "conventions": CONVENTIONS,
+            "classes": {},
+        }
+        for name in self.class_names:
+            present = slices[slices[f"tp_{name}"] + slices[f"fn_{name}"] > 0]
+            groups = {"per_slice": slices, f"slices_with_{name}": present, "per_subject_3d": subjects}
+            summary["classes"][name] = {
+                group: {"n": int(len(frame)), **{metric: _mean(frame[f"{metric}_{name}"]) for metric in METRICS}}
+                for group, frame in groups.items()
+            }
+            dice_3d = subjects[f"dice_{name}"]
+            summary["classes"][name]["per_subject_3d"].update(
+                dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
+            )
+        return slices, subjects, summary
+
+    def _complete(self, engine: Engine) -> None:
+        if not self._records:
+            return
+        slices, subjects, summary = self.summarise()
+        dice_3d = {name: summary["classes"][name]["per_subject_3d"]["dice"] for name in self.class_names}
+        engine.state.metrics[f"{self.prefix}_dice_3d"] = float(np.mean(list(dice_3d.values())))
+        if len(self.class_names) > 1:
+            engine.state.metrics.update({f"{self.prefix}_dice_3d_{name}": value for name, value in dice_3d.items()})
+        if self.output_dir is None:
+            return
+        for frame, name in ((slices, "per_slice"), (subjects, "per_subject")):
+            save_atomic(self.output_dir / f"{self.prefix}_{name}.csv", lambda tmp, frame=frame: frame.to_csv(tmp, index=False, float_format="%.6f"))
+        write_text_atomic(self.output_dir / f"{self.prefix}_summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,34 @@
+"""Running bundles the way a user does: ``python -m monai.bundle run`` in a subprocess from the repo root."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from pipelines.quickstart import bundle_command
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"network_def#features": 4, "batch_size": 8}  # a narrow network keeps CPU tests quick; the recipe is otherwise unchanged
+
+
+def run_bundle(bundle: str, configs: list[str], **overrides) -> subprocess.CompletedProcess:
+    """Run ``bundles/<bundle>`` with ``configs`` merged in order; returns the finished process (text output)."""
+    command = bundle_command(REPO / "bundles" / bundle, configs, {"bundle_root": REPO / "bundles" / bundle, **overrides})
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The run failed with a single ``error: ...`` line naming every fragment, and no traceback."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file below ``folder``, by relative path: equal digests mean nothing was touched."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

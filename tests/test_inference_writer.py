@@ -1,0 +1,50 @@
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
+from monai.transforms import LoadImage
+from PIL import Image
+
+from pipelines.inference import PredictionWriter
+
+
+def slice_item(subject, number, folder):
+    image = MetaTensor(torch.zeros(1, 6, 4), meta={"filename_or_obj": str(folder / f"{subject}_{number}.tif")})
+    return {"subject": subject, "slice": number, "image": image}
+
+
+def test_masks_volumes_and_index(tmp_path):
+    # predictions in MONAI's PIL order (1, W=6, H=4): one pixel at column 5, row 2, class 1 or 2
+    preds = {}
+    for number, cls in ((2, 2), (1, 1)):  # arrive out of slice order
+        pred = torch.zeros(1, 6, 4)
+        pred[0, 5, 2] = cls
+        preds[number] = pred
+    batch = [slice_item("P1", number, tmp_path) for number in preds]
+    outputs = [{"pred": preds[item["slice"]]} for item in batch]
+    engine = Engine(lambda e, b: outputs)
+    PredictionWriter(tmp_path / "out", label_values=[0, 85, 170], class_names=["bg", "a", "b"]).attach(engine)
+    engine.run([batch], max_epochs=1)
+
+    png = np.asarray(Image.open(tmp_path / "out/masks/P1/P1_2_pred.png"))
+    assert png.shape == (4, 6) and png.dtype == np.uint8  # PNG is rows x columns, like the input slice
+    assert png[2, 5] == 170 and png.sum() == 170
+    reloaded = LoadImage(reader="PILReader", image_only=True)(tmp_path / "out/masks/P1/P1_2_pred.png")
+    assert torch.equal(torch.as_tensor(reloaded), preds[2][0] * 85)  # MONAI reads it back in the orientation it was predicted
+
+    volume = nib.load(tmp_path / "out/volumes/P1.nii.gz").get_fdata()
+    assert volume.shape == (6, 4, 2) and volume[5, 2, 0] == 1 and volume[5, 2, 1] == 2  # slices stacked in slice order
+
+    index = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert list(index["slice"]) == [1, 2]
+    assert list(index.columns) == ["subject", "slice", "image", "prediction", "volume", "pixels_a", "pixels_b"]
+    assert list(index["pixels_b"]) == [0, 1]
+    assert not list((tmp_path / "out").rglob(".*"))  # no temporary files left behind
+
+
+def test_label_values_must_match_class_names(tmp_path):
+    with pytest.raises(ValueError, match="differ in length"):
+        PredictionWriter(tmp_path, label_values=[0, 255], class_names=["bg", "a", "b"])
