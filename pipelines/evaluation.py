@@ -56,6 +56,13 @@ def scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[s
         }
 
 
+def _filename(data: object) -> str:
+    """Source file of a loaded image (a MetaTensor's ``filename_or_obj``), or the path string itself."""
+    if isinstance(data, torch.Tensor):
+        return str(getattr(data, "meta", {}).get("filename_or_obj", ""))
+    return str(data or "")
+
+
 def _mean(values: pd.Series) -> float | None:
     value = values.mean(skipna=True)
     return None if math.isnan(value) else round(float(value), 6)
@@ -66,7 +73,7 @@ class SegmentationMetricsWriter:
 
     Reads, after the evaluator's post-transforms, ``engine.state.output[i][pred_key]`` and
     ``[label_key]``: binarised one-hot ``(C, H, W)`` tensors (C=1 for a binary mask), and the batch
-    items' ``subject``, ``slice`` and ``image`` (its file name). At the end of each run it
+    items' ``subject``, ``slice``, ``image`` and ``label`` (their file names). At the end of each run it
 
     - puts ``<prefix>_dice_3d`` (mean per-subject 3D Dice over ``class_names``) and, per class when there
       are several, ``<prefix>_dice_3d_<class>`` into ``engine.state.metrics`` (so StatsHandler and
@@ -114,9 +121,7 @@ class SegmentationMetricsWriter:
             counts = get_confusion_matrix(pred[None], label[None], include_background=self.include_background)[0]
             if counts.shape[0] != len(self.class_names):
                 raise ValueError(f"{counts.shape[0]} scored channel(s) but class_names has {len(self.class_names)}: {self.class_names}")
-            image = item.get("image")
-            filename = getattr(image, "meta", {}).get("filename_or_obj", "") if isinstance(image, torch.Tensor) else str(image or "")
-            record = {"subject": str(item["subject"]), "slice": int(item["slice"]), "image": str(filename)}
+            record = {"subject": str(item["subject"]), "slice": int(item["slice"]), "image": _filename(item.get("image")), "label": _filename(item.get("label"))}
             for name, (tp, fp, _tn, fn) in zip(self.class_names, counts.long().tolist()):
                 record.update({f"tp_{name}": tp, f"fp_{name}": fp, f"fn_{name}": fn})
             self._records.append(record)

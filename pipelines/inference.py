@@ -21,8 +21,9 @@ __all__ = ["PredictionWriter"]
 class PredictionWriter:
     """Ignite handler that saves an evaluator's predictions.
 
-    Reads ``engine.state.output[i][pred_key]``: a ``(1, W, H)`` map of class indices in ``0..C-1`` (in
-    MONAI's PIL order, as loaded), and each batch item's ``subject``, ``slice`` and ``image``. Writes
+    Reads ``engine.state.output[i][pred_key]``: a ``(1, W, H)`` map of class indices in ``0..C-1``, or a
+    one-hot ``(C, W, H)`` map (C > 1, reduced by argmax), in MONAI's PIL order as loaded, and each batch
+    item's ``subject``, ``slice`` and ``image``. Writes
 
     - ``masks/<subject>/<image stem>_pred.png``: uint8, class ``k`` stored as ``label_values[k]``
       (``[0, 255]`` for a binary mask, ``[0, 85, 170, 255]`` for the OASIS tissue classes);
@@ -56,7 +57,8 @@ class PredictionWriter:
 
     def _save_slices(self, engine: Engine) -> None:
         for item, output in zip(engine.state.batch, engine.state.output):
-            classes = torch.as_tensor(output[self.pred_key]).detach().cpu().numpy().astype(np.uint8)[0]  # (W, H)
+            pred = torch.as_tensor(output[self.pred_key]).detach().cpu()
+            classes = (pred.argmax(0) if pred.shape[0] > 1 else pred[0]).numpy().astype(np.uint8)  # (W, H)
             image = Path(item["image"].meta["filename_or_obj"] if hasattr(item["image"], "meta") else item["image"])
             subject, slice_number = str(item["subject"]), int(item["slice"])
             target = self.output_dir / "masks" / subject / f"{image.stem}_pred.png"

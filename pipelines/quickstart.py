@@ -9,24 +9,14 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
+from pipelines.bundles import MODES, bundle_command
 from pipelines.demo import make_lgg_demo
 
-__all__ = ["bundle_command", "run_demo"]
+__all__ = ["run_demo"]
 
 DEMO_MANIFEST = Path("data_manifests/lgg_demo.csv")
-
-
-def bundle_command(bundle_dir: Path, configs: list[str], overrides: dict[str, object]) -> list[str]:
-    """``python -m monai.bundle run`` with ``configs`` (names under ``bundle_dir/configs``) merged in order."""
-    files = [str(bundle_dir / "configs" / name) for name in configs]
-    config_arg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
 
 
 def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 3, out: str = "runs/demo") -> Path:
@@ -36,18 +26,13 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 3, out: str = "runs/dem
         raise SystemExit(f"error: bundle {bundle_dir}: no configs/train.json (run from the repository root)")
     dataset_dir = make_lgg_demo("demo_data")
     run_dir = Path(out) / bundle
-    common = {"bundle_root": bundle_dir, "dataset_dir": dataset_dir, "manifest": DEMO_MANIFEST, "ckpt_dir": run_dir / "models"}
-    steps = [
-        ("train", ["train.json"], {"epochs": epochs, "output_dir": run_dir / "train"}),
-        ("evaluate", ["train.json", "evaluate.json"], {"output_dir": run_dir / "eval"}),
-        ("inference", ["train.json", "inference.json"], {"output_dir": run_dir / "predictions"}),
-    ]
-    for name, configs, overrides in steps:
-        command = bundle_command(bundle_dir, configs, {**common, **overrides})
-        print(f"\n=== {name}: {shlex.join(['python', *command[1:]])}", flush=True)
+    overrides = {"dataset_dir": dataset_dir, "manifest": DEMO_MANIFEST, "ckpt_dir": run_dir / "models", "output_dir": run_dir / "eval"}
+    for mode in MODES:
+        command = bundle_command(bundle_dir, mode, {**overrides, **({"epochs": epochs} if mode == "train" else {})})
+        print(f"\n=== {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
         result = subprocess.run(command)
         if result.returncode != 0:
-            raise SystemExit(f"error: the {name} step of {bundle} failed (exit code {result.returncode}); see the output above")
+            raise SystemExit(f"error: the {mode} step of {bundle} failed (exit code {result.returncode}); see the output above")
     summary = json.loads((run_dir / "eval" / "test_summary.json").read_text())
     scores = summary["classes"]["tumour"]
     print(
@@ -55,8 +40,8 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 3, out: str = "runs/dem
         f"  test Dice per slice {scores['per_slice']['dice']:.3f}, tumour slices only {scores['slices_with_tumour']['dice']:.3f}, "
         f"per patient 3D {scores['per_subject_3d']['dice']:.3f}\n"
         f"  checkpoints:  {run_dir / 'models'}\n"
-        f"  TensorBoard:  tensorboard --logdir {run_dir / 'train'}\n"
-        f"  evaluation:   {run_dir / 'eval'} (test_per_slice.csv, test_per_subject.csv, test_summary.json)\n"
-        f"  predictions:  {run_dir / 'predictions'} (masks/, volumes/, predictions.csv)"
+        f"  TensorBoard:  tensorboard --logdir {run_dir / 'eval'}\n"
+        f"  evaluation:   {run_dir / 'eval'} (test_summary.json, test_per_slice.csv, test_per_subject.csv, masks/, volumes/)\n"
+        f"  inference:    {run_dir / 'eval' / 'predictions'} (masks/, volumes/, predictions.csv)"
     )
     return run_dir

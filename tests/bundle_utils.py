@@ -6,15 +6,15 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from pipelines.quickstart import bundle_command
+from pipelines.bundles import bundle_command
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"network_def#features": 4, "batch_size": 8}  # a narrow network keeps CPU tests quick; the recipe is otherwise unchanged
 
 
-def run_bundle(bundle: str, configs: list[str], **overrides) -> subprocess.CompletedProcess:
-    """Run ``bundles/<bundle>`` with ``configs`` merged in order; returns the finished process (text output)."""
-    command = bundle_command(REPO / "bundles" / bundle, configs, {"bundle_root": REPO / "bundles" / bundle, **overrides})
+def run_bundle(bundle: str, mode: str, **overrides) -> subprocess.CompletedProcess:
+    """Run workflow ``mode`` of ``bundles/<bundle>``; returns the finished process (text output)."""
+    command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides})
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 

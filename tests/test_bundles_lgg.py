@@ -11,8 +11,6 @@ from bundle_utils import FAST, assert_one_line_error, run_bundle, tree_digest
 from PIL import Image
 
 LGG_BUNDLES = ["lgg_unet_bce"]
-EVALUATE = ["train.json", "evaluate.json"]
-INFERENCE = ["train.json", "inference.json"]
 
 
 @pytest.fixture(scope="module", params=LGG_BUNDLES)
@@ -20,7 +18,7 @@ def trained(request, tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
     """A bundle trained for one epoch on the demo data; returns (bundle, common overrides, run folder)."""
     run = tmp_path_factory.mktemp(request.param)
     common = {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, "ckpt_dir": run / "models", **FAST}
-    result = run_bundle(request.param, ["train.json"], epochs=1, output_dir=run / "train", **common)
+    result = run_bundle(request.param, "train", epochs=1, output_dir=run / "train", **common)
     assert result.returncode == 0, result.stderr[-3000:]
     return request.param, common, run
 
@@ -30,11 +28,13 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
     assert (run / "models" / "model.pt").is_file()
     assert list((run / "models").glob("checkpoint_epoch=1.pt"))
     assert list((run / "train").glob("events.out.tfevents.*"))
+    facts = json.loads((run / "train" / "train_summary.json").read_text())
+    assert facts["epochs"] == facts["max_epochs"] == 1 and facts["device"] == "cpu" and facts["best_metric_epoch"] == 1
 
 
 def test_evaluate_writes_every_dice_convention(trained, lgg_demo_manifest):
     bundle, common, run = trained
-    result = run_bundle(bundle, EVALUATE, output_dir=run / "eval", **common)
+    result = run_bundle(bundle, "evaluate", output_dir=run / "eval", **common)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(lgg_demo_manifest) as f:
         test_rows = [row for row in csv.DictReader(f) if row["split"] == "test"]
@@ -46,13 +46,14 @@ def test_evaluate_writes_every_dice_convention(trained, lgg_demo_manifest):
         assert 0.0 <= tumour[convention]["dice"] <= 1.0
     with open(run / "eval" / "test_per_slice.csv") as f:
         assert len(list(csv.DictReader(f))) == len(test_rows)
+    assert len(list((run / "eval" / "masks").rglob("*_pred.png"))) == len(test_rows)  # kept for overlays in reports
 
 
 def test_inference_on_the_manifest_writes_masks_csv_and_volumes(trained, lgg_demo_manifest):
     bundle, common, run = trained
-    result = run_bundle(bundle, INFERENCE, output_dir=run / "pred", **common)
+    result = run_bundle(bundle, "inference", output_dir=run / "pred", **common)
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(run / "pred" / "predictions.csv") as f:
+    with open(run / "pred" / "predictions" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     with open(lgg_demo_manifest) as f:
         assert len(rows) == sum(row["split"] == "test" for row in csv.DictReader(f))
@@ -65,7 +66,8 @@ def test_inference_on_the_manifest_writes_masks_csv_and_volumes(trained, lgg_dem
 def test_inference_on_a_folder_without_manifest(trained, lgg_demo_root):
     bundle, common, run = trained
     case = sorted(p for p in lgg_demo_root.iterdir() if p.is_dir())[0]
-    result = run_bundle(bundle, INFERENCE, input_dir=case, output_dir=run / "folder_pred", ckpt_dir=common["ckpt_dir"], **FAST)
+    overrides = {"infer#input_dir": case, "infer#output_dir": run / "folder_pred", "ckpt_dir": common["ckpt_dir"], **FAST}
+    result = run_bundle(bundle, "inference", **overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     masks = sorted((run / "folder_pred" / "masks" / case.name).glob("*_pred.png"))
     assert len(masks) == len(list(case.glob("*_mask.tif")))
@@ -79,21 +81,21 @@ def test_bad_manifest_stops_before_training_and_keeps_outputs(trained, tmp_path)
     index = next(i for i, line in enumerate(lines) if line.endswith(",train"))
     lines[index] = lines[index].removesuffix(",train") + ",tarin"
     broken.write_text("\n".join(lines) + "\n")
-    result = run_bundle(bundle, ["train.json"], epochs=1, output_dir=run / "train", **{**common, "manifest": broken})
+    result = run_bundle(bundle, "train", epochs=1, output_dir=run / "train", **{**common, "manifest": broken})
     assert_one_line_error(result, str(broken), f"row {index + 1}", "column 'split'", "tarin")
     assert tree_digest(run) == before
 
 
 def test_missing_dataset_dir_is_one_line(trained, tmp_path):
     bundle, common, _ = trained
-    result = run_bundle(bundle, ["train.json"], **{**common, "dataset_dir": tmp_path / "nowhere", "ckpt_dir": tmp_path / "models"})
+    result = run_bundle(bundle, "train", **{**common, "dataset_dir": tmp_path / "nowhere", "ckpt_dir": tmp_path / "models"})
     assert_one_line_error(result, "dataset_dir", "nowhere", "no such folder")
     assert not (tmp_path / "models").exists()
 
 
 def test_evaluate_without_checkpoint_is_one_line(trained, tmp_path):
     bundle, common, _ = trained
-    result = run_bundle(bundle, EVALUATE, output_dir=tmp_path / "eval", **{**common, "ckpt_dir": tmp_path / "empty"})
+    result = run_bundle(bundle, "evaluate", output_dir=tmp_path / "eval", **{**common, "ckpt_dir": tmp_path / "empty"})
     assert_one_line_error(result, "checkpoint", "model.pt", "no such file")
     assert not (tmp_path / "eval").exists()
 
@@ -104,5 +106,5 @@ def test_missing_image_is_named_before_any_run(trained, tmp_path):
     shutil.copytree(common["dataset_dir"], data)
     missing = sorted(data.rglob("*_3.tif"))[0]
     missing.unlink()
-    result = run_bundle(bundle, EVALUATE, output_dir=tmp_path / "eval", **{**common, "dataset_dir": data})
+    result = run_bundle(bundle, "evaluate", output_dir=tmp_path / "eval", **{**common, "dataset_dir": data})
     assert_one_line_error(result, "column 'image'", missing.name)

@@ -60,7 +60,7 @@ def test_summary_reports_each_dice_convention(tmp_path):
 def test_per_slice_and_per_subject_tables(tmp_path):
     run_writer(CASES, output_dir=tmp_path)
     slices = (tmp_path / "test_per_slice.csv").read_text().splitlines()
-    assert slices[0].split(",")[:6] == ["subject", "slice", "image", "tp_tumour", "fp_tumour", "fn_tumour"]
+    assert slices[0].split(",")[:7] == ["subject", "slice", "image", "label", "tp_tumour", "fp_tumour", "fn_tumour"]
     assert [line.split(",")[:2] for line in slices[1:]] == [["A", "1"], ["A", "2"], ["B", "1"]]
     subjects = [line.split(",") for line in (tmp_path / "test_per_subject.csv").read_text().splitlines()]
     assert subjects[1][:6] == ["A", "2", "4", "0", "0", "1.000000"]

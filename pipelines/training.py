@@ -1,0 +1,45 @@
+"""Facts about a finished training run, for reports and comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from pipelines.atomic import write_text_atomic
+
+__all__ = ["TrainSummaryWriter"]
+
+
+class TrainSummaryWriter:
+    """Ignite handler for a trainer: writes ``<output_dir>/train_summary.json`` after every epoch.
+
+    Keys: ``epochs`` (completed), ``max_epochs``, ``train_seconds`` (wall time of this run),
+    ``seconds_per_epoch``, ``best_metric`` and ``best_metric_epoch`` of ``validator`` (when given), and
+    everything in ``facts`` (e.g. image size, batch size, device). Written atomically, so the file
+    always describes the last completed epoch.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, validator: Engine | None = None, facts: dict | None = None) -> None:
+        self.path = Path(output_dir) / "train_summary.json"
+        self.validator = validator
+        self.facts = dict(facts or {})
+        self._started = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _start(self, engine: Engine) -> None:
+        self._started = time.perf_counter()
+
+    def _write(self, engine: Engine) -> None:
+        seconds = time.perf_counter() - self._started
+        summary = {"epochs": engine.state.epoch, "max_epochs": engine.state.max_epochs, "train_seconds": round(seconds, 1),
+                   "seconds_per_epoch": round(seconds / max(engine.state.epoch, 1), 2), **self.facts}
+        if self.validator is not None:
+            summary.update(best_metric=getattr(self.validator.state, "best_metric", None), best_metric_epoch=getattr(self.validator.state, "best_metric_epoch", None))
+        write_text_atomic(self.path, json.dumps(summary, indent=2, default=str) + "\n")
