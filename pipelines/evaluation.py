@@ -8,6 +8,8 @@ Conventions (stated again in every summary JSON):
   (for LGG: tumour slices only), so empty slices cannot inflate the score.
 - ``per_subject_3d``: each subject's slices stacked into one volume; one score per subject from the
   summed counts; mean (and spread) over subjects. This is the convention of Buda et al. 2019.
+- ``mean_over_classes``: the unweighted mean over the scored classes of each class's ``per_slice`` and
+  ``per_subject_3d`` score (for a single class, that class's score).
 
 Precision is undefined where nothing is predicted and recall where the ground truth is empty; those
 cells are left empty (NaN) and skipped by the means. Dice and Jaccard are always defined.
@@ -36,6 +38,7 @@ CONVENTIONS = {
     "slices_with_class": "mean over the slices whose ground truth contains the class (for LGG: tumour slices only)",
     "per_subject_3d": "slices of each subject stacked into a volume, one score per subject, mean over subjects (Buda et al. 2019)",
     "undefined": "precision with no predicted pixels and recall with no ground-truth pixels are undefined and skipped by means",
+    "mean_over_classes": "unweighted mean over the scored classes of each class's per_slice and per_subject_3d score",
 }
 METRICS = ("dice", "jaccard", "precision", "recall")
 
@@ -78,8 +81,9 @@ class SegmentationMetricsWriter:
     - puts ``<prefix>_dice_3d`` (mean per-subject 3D Dice over ``class_names``) and, per class when there
       are several, ``<prefix>_dice_3d_<class>`` into ``engine.state.metrics`` (so StatsHandler and
       TensorBoardStatsHandler attached after it log them);
-    - when ``output_dir`` is given, writes atomically ``<prefix>_per_slice.csv``,
-      ``<prefix>_per_subject.csv`` and ``<prefix>_summary.json``.
+    - when ``output_dir`` is given, writes atomically ``<prefix>_per_slice.csv`` and
+      ``<prefix>_per_subject.csv`` (counts and ``dice_<class>``, ``jaccard_<class>``, ... columns per
+      class) and ``<prefix>_summary.json`` (per class under ``classes``, and ``mean_over_classes``).
 
     Args:
         class_names: one name per channel of pred/label, e.g. ``["tumour"]``.
@@ -158,6 +162,10 @@ class SegmentationMetricsWriter:
             summary["classes"][name]["per_subject_3d"].update(
                 dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
             )
+        summary["mean_over_classes"] = {
+            group: {metric: _mean(pd.Series([scores[group][metric] for scores in summary["classes"].values()], dtype=float)) for metric in METRICS}
+            for group in ("per_slice", "per_subject_3d")
+        }
         return slices, subjects, summary
 
     def _complete(self, engine: Engine) -> None:

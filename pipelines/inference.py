@@ -7,11 +7,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
 from ignite.engine import Engine, Events
-from monai.data import NibabelWriter, PILWriter
+from monai.data import PILWriter
 
 from pipelines.atomic import save_atomic
 
@@ -75,10 +76,9 @@ class PredictionWriter:
         for subject, slices in sorted(self._slices.items()):
             volume = np.stack([slices[k] for k in sorted(slices)], axis=-1)
             target = self.output_dir / "volumes" / f"{subject}.nii.gz"
-            writer = NibabelWriter(output_dtype=np.uint8)
-            writer.set_data_array(volume, channel_dim=None)
-            writer.set_metadata({"affine": np.eye(4), "original_affine": np.eye(4)}, resample=False)
-            save_atomic(target, lambda tmp: writer.write(tmp), suffix=".nii.gz")
+            # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
+            image = nib.Nifti1Image(volume, np.eye(4))
+            save_atomic(target, lambda tmp, image=image: nib.save(image, tmp), suffix=".nii.gz")
             volumes[subject] = str(target)
         table = pd.DataFrame(self._rows).sort_values(["subject", "slice"], kind="stable")
         table.insert(4, "volume", table["subject"].map(volumes))

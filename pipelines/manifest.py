@@ -1,11 +1,13 @@
-"""Slice manifests for the LGG ``kaggle_3m`` dataset: build, write, validate, restrict, summarise.
+"""Slice manifests: build (LGG ``kaggle_3m`` here, OASIS PNG slices in :mod:`pipelines.oasis`), write,
+validate, restrict, summarise.
 
 A manifest is a UTF-8 CSV with one row per 2D slice::
 
     subject,slice,image,label,diagnosis,split[,fold]
 
-``image`` and ``label`` are paths relative to the dataset root (the ``kaggle_3m`` folder)
-with ``/`` separators; ``diagnosis`` is 1 when the label has any non-zero pixel, else 0;
+``image`` and ``label`` are paths relative to the dataset root (the ``kaggle_3m`` or
+``keras_png_slices_data`` folder) with ``/`` separators; ``diagnosis`` is 1 when the label has any
+non-zero pixel (LGG: tumour; OASIS: brain tissue), else 0;
 ``split`` is one of :data:`SPLITS` and is assigned per subject (patient), never per slice,
 because neighbouring slices of one patient are nearly identical.
 """
@@ -65,7 +67,7 @@ def build_kaggle_3m(dataset_dir, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[d
     Reads ``TCGA_<inst>_<patient>_<date>/<folder>_<slice>.tif`` with its ``<folder>_<slice>_mask.tif``;
     every mask is decoded to set ``diagnosis``. Other files and folders (``data.csv``) are ignored.
     """
-    root = _dataset_root(dataset_dir)
+    root = dataset_root(dataset_dir)
     rows = []
     for case_dir in sorted(root.iterdir()):
         match = _CASE_FOLDER.fullmatch(case_dir.name)
@@ -129,7 +131,7 @@ def validate_manifest(manifest_path, dataset_dir, required_splits: Iterable[str]
         if not any(row["split"] == split for row in rows):
             raise InputError(f"{path} column 'split': no rows with split '{split}', which this run needs")
     if check_files:
-        _check_files(path, rows, _dataset_root(dataset_dir))
+        _check_files(path, rows, dataset_root(dataset_dir))
     return rows
 
 
@@ -140,7 +142,7 @@ def restrict_to_available(manifest_path, dataset_dir) -> list[dict]:
     manifest's patient split. A kept row whose label is missing or unreadable is an error,
     and so is keeping no row at all.
     """
-    path, root = Path(manifest_path), _dataset_root(dataset_dir)
+    path, root = Path(manifest_path), dataset_root(dataset_dir)
     rows = _read_manifest(path)
     kept = [row for row in rows if (root / row["image"]).is_file()]
     if not kept:
@@ -168,7 +170,8 @@ def split_summary(rows: Iterable[dict]) -> list[dict]:
     return summary
 
 
-def _dataset_root(dataset_dir) -> Path:
+def dataset_root(dataset_dir) -> Path:
+    """``dataset_dir`` as a Path; a missing folder is an :class:`InputError`."""
     root = Path(dataset_dir)
     if not root.is_dir():
         raise InputError(f"{root}: dataset folder not found")
@@ -199,13 +202,18 @@ def _scan_case(root: Path, case_dir: Path, subject: str) -> list[dict]:
     ]
 
 
-def _has_tumour(mask_file: Path) -> int:
-    """1 if the mask has any non-zero pixel, else 0."""
+def read_mask(mask_file: Path) -> np.ndarray:
+    """Pixels of a mask image as PIL decodes them (e.g. (H, W) uint8); an unreadable file is an :class:`InputError`."""
     try:
         with Image.open(mask_file) as mask:
-            return int(np.asarray(mask).any())
+            return np.asarray(mask)
     except OSError as err:
         raise InputError(f"{mask_file}: cannot read mask: {err}") from None
+
+
+def _has_tumour(mask_file: Path) -> int:
+    """1 if the mask has any non-zero pixel, else 0."""
+    return int(read_mask(mask_file).any())
 
 
 def _with_splits(rows: list[dict], seed: int, ratios) -> list[dict]:
@@ -373,7 +381,7 @@ def _check_files(path: Path, rows: list[dict], root: Path) -> None:
                                       for column in ("image", "label"))
             if label_size != image_size:
                 raise InputError(f"{path} row {row['row']} column 'label': size {label_size[0]}x{label_size[1]} "
-                                 f"differs from the image's {image_size[0]}x{image_size[1]}")
+                                 f"differs from the image's {image_size[0]}x{image_size[1]} ({(root / row['label']).resolve()})")
 
 
 def _image_size(location: str, file: Path) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Command line for slice manifests: build, validate, restrict, summary, demo-data.
+"""Command line for slice manifests: build (LGG kaggle_3m or OASIS), validate, restrict, summary, demo-data.
 
 Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
 """
@@ -11,6 +11,7 @@ import sys
 from pipelines import manifest
 from pipelines.demo import make_lgg_demo
 from pipelines.errors import InputError
+from pipelines.oasis import build_oasis
 
 
 def _split_counts(rows) -> str:
@@ -20,7 +21,11 @@ def _split_counts(rows) -> str:
 
 
 def _build(args) -> None:
-    if args.listing:
+    if args.layout == "oasis":
+        if args.listing:
+            raise InputError("build --layout oasis: give --dataset_dir <keras_png_slices_data>; --listing is for kaggle_3m")
+        rows = build_oasis(args.dataset_dir)
+    elif args.listing:
         rows = manifest.build_kaggle_3m_from_listing(args.listing, args.seed, args.ratios)
     else:
         rows = manifest.build_kaggle_3m(args.dataset_dir, args.seed, args.ratios)
@@ -62,17 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser("build", help="build a manifest from a kaggle_3m folder or a listing CSV",
-                                description="Build a manifest with a seeded per-patient train/val/test split.")
+    build = commands.add_parser("build", help="build a manifest from a dataset folder or a kaggle_3m listing CSV",
+                                description="Build a manifest. kaggle_3m (LGG): seeded per-patient train/val/test split. "
+                                            "oasis: split from the folder names (train/validate/test -> train/val/test).")
+    build.add_argument("--layout", choices=("kaggle_3m", "oasis"), default="kaggle_3m",
+                       help="kaggle_3m: LGG TCGA_* folders of .tif slices; oasis: keras_png_slices_data of .nii.png "
+                            "slices (default: %(default)s)")
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset_dir", "--dataset-dir",
-                        help="kaggle_3m folder to scan (masks are read to set diagnosis)")
+                        help="kaggle_3m or keras_png_slices_data folder to scan (masks are read to set diagnosis)")
     source.add_argument("--listing", help="listing CSV with columns patient,case_dir,slice,image,mask,mask_pixels")
     build.add_argument("--out", required=True, help="manifest CSV to write (replaced atomically)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the patient permutation (default: 0)")
+    build.add_argument("--seed", type=int, default=0, help="kaggle_3m: seed of the patient permutation (default: 0)")
     build.add_argument("--ratios", type=float, nargs=3, default=manifest.DEFAULT_RATIOS,
                        metavar=("TRAIN", "VAL", "TEST"),
-                       help="fractions of patients per split, summing to 1 (default: 0.7 0.15 0.15)")
+                       help="kaggle_3m: fractions of patients per split, summing to 1 (default: 0.7 0.15 0.15)")
     build.set_defaults(run=_build)
 
     validate = commands.add_parser("validate", help="check a manifest and its files",

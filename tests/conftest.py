@@ -1,11 +1,12 @@
-"""Shared fixtures: the synthetic LGG demo dataset (kaggle_3m layout) and its manifest."""
+"""Shared fixtures: the synthetic LGG (kaggle_3m layout) and OASIS (keras_png_slices_data layout) demo datasets and their manifests."""
 
 from pathlib import Path
 
 import pytest
 
-from pipelines.demo import make_lgg_demo
+from pipelines.demo import make_lgg_demo, make_oasis_demo
 from pipelines.manifest import build_kaggle_3m, write_manifest
+from pipelines.oasis import build_oasis
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,18 @@ def lgg_demo_manifest(lgg_demo_root, tmp_path_factory) -> Path:
     """Manifest CSV of ``lgg_demo_root`` (seed 0: 4/1/1 subjects in train/val/test), paths relative to that root."""
     rows = build_kaggle_3m(lgg_demo_root)
     return write_manifest(rows, tmp_path_factory.mktemp("lgg_demo_manifest") / "lgg_demo.csv")
+
+
+@pytest.fixture(scope="session")
+def oasis_demo_root(tmp_path_factory) -> Path:
+    """``keras_png_slices_data`` root of ``make_oasis_demo`` with defaults: 3/1/1 cases x 8 slices of 256x256.
+
+    Shared by the whole session: read it, do not modify it.
+    """
+    return make_oasis_demo(tmp_path_factory.mktemp("oasis_demo"))
+
+
+@pytest.fixture(scope="session")
+def oasis_demo_manifest(oasis_demo_root, tmp_path_factory) -> Path:
+    """Manifest CSV of ``oasis_demo_root`` (cases 001-003 train, 004 val, 005 test), paths relative to that root."""
+    return write_manifest(build_oasis(oasis_demo_root), tmp_path_factory.mktemp("oasis_demo_manifest") / "oasis_demo.csv")

@@ -53,7 +53,8 @@ def test_summary_reports_each_dice_convention(tmp_path):
     assert tumour["slices_with_tumour"] == pytest.approx({"n": 2, "dice": 0.75, "jaccard": (1 + 1 / 3) / 2, "precision": 0.75, "recall": 0.75}, abs=1e-6)
     assert tumour["per_subject_3d"]["dice"] == pytest.approx(0.75) and tumour["per_subject_3d"]["dice_std"] == pytest.approx(0.25)
     assert tumour["per_slice"]["precision"] == pytest.approx(0.75)  # the empty/empty slice is skipped, not counted as 0 or 1
-    assert set(summary["conventions"]) == {"per_slice", "slices_with_class", "per_subject_3d", "undefined"}
+    assert set(summary["conventions"]) == {"per_slice", "slices_with_class", "per_subject_3d", "undefined", "mean_over_classes"}
+    assert summary["mean_over_classes"]["per_slice"] == {metric: tumour["per_slice"][metric] for metric in ("dice", "jaccard", "precision", "recall")}
     assert engine.state.metrics["test_dice_3d"] == pytest.approx(0.75)
 
 
@@ -89,3 +90,18 @@ def test_multi_class_one_hot_scores_each_class():
     writer.attach(engine)
     engine.run(batches, max_epochs=1)
     assert engine.state.metrics["test_dice_3d_csf"] == 1.0 and engine.state.metrics["test_dice_3d_gm"] == 1.0
+
+
+def test_mean_over_classes_is_the_unweighted_mean_of_the_class_scores():
+    writer = SegmentationMetricsWriter(class_names=["a", "b"])
+    label = torch.stack([mask((0, 0), (0, 1)), mask((2, 2))]).squeeze(1)  # (2, 4, 4): class a 2 pixels, class b 1
+    pred = torch.stack([mask((0, 0)), mask((2, 2), (3, 3))]).squeeze(1)  # a: tp 1 fn 1 -> 2/3; b: tp 1 fp 1 -> 2/3
+    pred[0, 3, 0] = 1  # a: one more false positive -> Dice 2/4
+    engine = Engine(lambda e, b: [{"pred": pred, "label": label}])
+    writer.attach(engine)
+    engine.run([[{"subject": "s", "slice": 0, "image": "s_0.png"}]], max_epochs=1)
+    _, _, summary = writer.summarise()
+    assert summary["classes"]["a"]["per_slice"]["dice"] == pytest.approx(0.5) and summary["classes"]["b"]["per_slice"]["dice"] == pytest.approx(2 / 3)
+    assert summary["mean_over_classes"]["per_slice"]["dice"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-6)
+    assert summary["mean_over_classes"]["per_subject_3d"]["recall"] == pytest.approx((0.5 + 1.0) / 2, abs=1e-6)
+    assert engine.state.metrics["test_dice_3d"] == pytest.approx((0.5 + 2 / 3) / 2)

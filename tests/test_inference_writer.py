@@ -48,3 +48,10 @@ def test_masks_volumes_and_index(tmp_path):
 def test_label_values_must_match_class_names(tmp_path):
     with pytest.raises(ValueError, match="differ in length"):
         PredictionWriter(tmp_path, label_values=[0, 255], class_names=["bg", "a", "b"])
+
+
+def test_one_slice_subject_gives_a_one_slice_volume(tmp_path):
+    engine = Engine(lambda e, b: [{"pred": torch.ones(1, 6, 4)}])
+    PredictionWriter(tmp_path / "out").attach(engine)
+    engine.run([[slice_item("P1", 7, tmp_path)]], max_epochs=1)
+    assert nib.load(tmp_path / "out/volumes/P1.nii.gz").shape == (6, 4, 1)
