@@ -11,13 +11,17 @@ import functools
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
+from torch.utils.data import WeightedRandomSampler
 
 from pipelines.errors import InputError, exit_on_input_error
 from pipelines.manifest import SPLITS, validate_manifest
 
-__all__ = ["check_manifest", "load_split", "load_folder"]
+__all__ = ["balanced_sampler", "check_manifest", "load_folder", "load_split", "split_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,15 @@ def check_manifest(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, 
     logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
 
 
+def split_rows(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str]) -> list[dict]:
+    """Validated manifest rows of one split (or several), in manifest order; raises :class:`InputError`.
+
+    Each row has the manifest's columns (paths relative to ``dataset_dir``) and ``row``, its line number.
+    """
+    splits = [split] if isinstance(split, str) else list(split)
+    return [row for row in _rows(manifest, dataset_dir, splits) if row["split"] in splits]
+
+
 @exit_on_input_error
 def load_split(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str]) -> list[dict]:
     """Items of one split (or several) for a MONAI dataset.
@@ -59,7 +72,6 @@ def load_split(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, spli
     Returns a list of dicts, one per slice, in manifest order: ``image`` and ``label`` as absolute paths,
     ``subject`` (str), ``slice`` (int), ``diagnosis`` (0/1).
     """
-    splits = [split] if isinstance(split, str) else list(split)
     root = Path(dataset_dir).resolve()
     return [
         {
@@ -69,9 +81,19 @@ def load_split(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, spli
             "slice": row["slice"],
             "diagnosis": row["diagnosis"],
         }
-        for row in _rows(manifest, dataset_dir, splits)
-        if row["split"] in splits
+        for row in split_rows(manifest, dataset_dir, split)
     ]
+
+
+def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 0) -> WeightedRandomSampler:
+    """Sampler that draws items of every value of ``key`` equally often (with replacement).
+
+    E.g. with ``key="diagnosis"`` an epoch of ``len(items)`` draws holds about as many tumour slices
+    as slices without tumour, whatever their ratio in the manifest.
+    """
+    counts = Counter(item[key] for item in items)
+    weights = torch.tensor([1.0 / counts[item[key]] for item in items], dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples=len(items), replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")

@@ -9,7 +9,13 @@ from pathlib import Path
 from pipelines.bundles import bundle_command
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"network_def#features": 4, "batch_size": 8}  # a narrow network keeps CPU tests quick; the recipe is otherwise unchanged
+# narrow networks keep CPU tests quick; the recipes are otherwise unchanged
+FAST_OVERRIDES = {"lgg_unet_dicece_rgb": {"network_def#channels": "[4,8,16,32,64]", "network_def#num_res_units": 0}}
+
+
+def fast(bundle: str) -> dict:
+    """Overrides that shrink ``bundle``'s network and batch for tests."""
+    return {"batch_size": 8, **FAST_OVERRIDES.get(bundle, {"network_def#features": 4})}
 
 
 def run_bundle(bundle: str, mode: str, **overrides) -> subprocess.CompletedProcess:
