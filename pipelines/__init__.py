@@ -1,4 +1,4 @@
-"""What a researcher runs around the bundles: manifests, datalists, demo data, evaluation, inference writers.
+"""What a researcher runs around the bundles: manifests (LGG, OASIS), datalists, demo data, evaluation, inference writers.
 
 Bundle configs ``$import pipelines`` and call its modules by name, e.g. ``pipelines.datalist.load_split``;
 submodules are imported on first use, so the command-line tools start without loading torch.
@@ -6,7 +6,7 @@ submodules are imported on first use, so the command-line tools start without lo
 
 import importlib
 
-__all__ = ["datalist", "evaluation", "inference", "manifest", "preflight"]
+__all__ = ["datalist", "evaluation", "inference", "manifest", "oasis", "preflight", "training", "visualize"]
 
 
 def __getattr__(name: str):

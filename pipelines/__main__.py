@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines import manifest_cli
+from pipelines import manifest_cli, report_cli
 from pipelines.quickstart import run_demo
 
 
@@ -14,12 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("manifest", help="build, validate, restrict or summarise manifest CSVs", add_help=False)
+    commands.add_parser("report", help="figures and report.md for an evaluated run; comparison tables of runs", add_help=False)
     demo = commands.add_parser("demo", help="make the demo data, then train, evaluate and run inference with a bundle")
     demo.add_argument("--bundle", default="lgg_unet_bce", help="bundle folder name under bundles/ (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     demo.add_argument("--out", default="runs/demo", help="folder for checkpoints, logs and outputs (default: %(default)s)")
-    if argv[:1] == ["manifest"]:
-        return manifest_cli.main(argv[1:])
+    subcommands = {"manifest": manifest_cli.main, "report": report_cli.main}
+    if argv[:1] and argv[0] in subcommands:
+        return subcommands[argv[0]](argv[1:])
     args = parser.parse_args(argv)
     run_demo(args.bundle, args.epochs, args.out)
     return 0

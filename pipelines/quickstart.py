@@ -12,36 +12,63 @@ import subprocess
 from pathlib import Path
 
 from pipelines.bundles import MODES, bundle_command
-from pipelines.demo import make_lgg_demo
+from pipelines.demo import make_lgg_demo, make_oasis_demo
+from pipelines.report import write_report
 
 __all__ = ["run_demo"]
 
-DEMO_MANIFEST = Path("data_manifests/lgg_demo.csv")
+# bundle family (the bundle name up to its first "_") -> demo data generator, its checked-in manifest, and the
+# training overrides that let a few epochs on a few dozen slices learn something on a 2-core CPU (smaller
+# batches so that an epoch has several steps, a larger learning rate, LGG at half resolution)
+DEMOS = {
+    "lgg": (make_lgg_demo, Path("data_manifests/lgg_demo.csv"), {"image_size": [128, 128], "batch_size": 4, "learning_rate": 0.002}),
+    "oasis": (make_oasis_demo, Path("data_manifests/oasis_demo.csv"), {"batch_size": 4, "learning_rate": 0.002}),
+}
 
 
-def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 3, out: str = "runs/demo") -> Path:
-    """Generate the demo data under ``demo_data/``, then train, evaluate and predict; return the run folder."""
+def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/demo") -> Path:
+    """Generate the bundle family's demo data under ``demo_data/``, then train, evaluate and predict; return the run folder."""
     bundle_dir = Path("bundles") / bundle
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise SystemExit(f"error: bundle {bundle_dir}: no configs/train.json (run from the repository root)")
-    dataset_dir = make_lgg_demo("demo_data")
+    family = bundle.split("_", 1)[0]
+    if family not in DEMOS:
+        raise SystemExit(f"error: bundle {bundle}: no demo data for bundles named {family}_*; known: {', '.join(f'{name}_*' for name in DEMOS)}")
+    make_demo, demo_manifest, demo_settings = DEMOS[family]
+    dataset_dir = make_demo("demo_data")
     run_dir = Path(out) / bundle
-    overrides = {"dataset_dir": dataset_dir, "manifest": DEMO_MANIFEST, "ckpt_dir": run_dir / "models", "output_dir": run_dir / "eval"}
+    overrides = {"dataset_dir": dataset_dir, "manifest": demo_manifest, "ckpt_dir": run_dir / "models",
+                 "output_dir": run_dir / "eval", **demo_settings}
     for mode in MODES:
         command = bundle_command(bundle_dir, mode, {**overrides, **({"epochs": epochs} if mode == "train" else {})})
         print(f"\n=== {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
         result = subprocess.run(command)
         if result.returncode != 0:
             raise SystemExit(f"error: the {mode} step of {bundle} failed (exit code {result.returncode}); see the output above")
+    report = write_report(run_dir / "eval", train_log_dir=run_dir / "eval")
     summary = json.loads((run_dir / "eval" / "test_summary.json").read_text())
-    scores = summary["classes"]["tumour"]
     print(
         f"\nDemo finished (synthetic data, {epochs} epochs: a functional check, not a result).\n"
-        f"  test Dice per slice {scores['per_slice']['dice']:.3f}, tumour slices only {scores['slices_with_tumour']['dice']:.3f}, "
-        f"per patient 3D {scores['per_subject_3d']['dice']:.3f}\n"
+        f"{_dice_report(summary)}\n"
         f"  checkpoints:  {run_dir / 'models'}\n"
         f"  TensorBoard:  tensorboard --logdir {run_dir / 'eval'}\n"
         f"  evaluation:   {run_dir / 'eval'} (test_summary.json, test_per_slice.csv, test_per_subject.csv, masks/, volumes/)\n"
-        f"  inference:    {run_dir / 'eval' / 'predictions'} (masks/, volumes/, predictions.csv)"
+        f"  inference:    {run_dir / 'eval' / 'predictions'} (masks/, volumes/, predictions.csv)\n"
+        f"  report:       {report} (curves, overlays of the best/median/worst test patients, per-patient Dice)"
     )
     return run_dir
+
+
+def _dice_report(summary: dict) -> str:
+    """Test Dice lines of an evaluation summary: one per class (named when there are several), then their mean."""
+    classes = summary["classes"]
+    lines = []
+    for name, scores in classes.items():
+        prefix = f"{name}: " if len(classes) > 1 else ""
+        lines.append(f"  {prefix}test Dice per slice {scores['per_slice']['dice']:.3f}, {name} slices only "
+                     f"{scores[f'slices_with_{name}']['dice']:.3f}, per patient 3D {scores['per_subject_3d']['dice']:.3f}")
+    if len(classes) > 1:
+        mean = summary["mean_over_classes"]
+        lines.append(f"  mean over classes: test Dice per slice {mean['per_slice']['dice']:.3f}, "
+                     f"per patient 3D {mean['per_subject_3d']['dice']:.3f}")
+    return "\n".join(lines)

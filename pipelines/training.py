@@ -1,4 +1,4 @@
-"""Facts about a finished training run, for reports and comparisons."""
+"""Console progress and the facts of a finished training run, for reports and comparisons."""
 
 from __future__ import annotations
 
@@ -7,11 +7,30 @@ import os
 import time
 from pathlib import Path
 
+from collections.abc import Callable
+
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar as IgniteProgressBar
 
 from pipelines.atomic import write_text_atomic
 
-__all__ = ["TrainSummaryWriter"]
+__all__ = ["ProgressBar", "TrainSummaryWriter"]
+
+
+class ProgressBar(IgniteProgressBar):
+    """ignite's tqdm progress bar (iterations done, elapsed and remaining time) set up in the constructor,
+    so that a MONAI config can list it among an engine's handlers (MONAI calls ``attach(engine)`` only).
+
+    ``output_transform`` maps ``engine.state.output`` to the value shown beside the bar (e.g. the training
+    loss); ``persist`` leaves each epoch's finished bar on screen.
+    """
+
+    def __init__(self, description: str, output_transform: Callable | None = None, persist: bool = True) -> None:
+        super().__init__(persist=persist, desc=description)
+        self.output_transform = output_transform
+
+    def attach(self, engine: Engine) -> None:  # type: ignore[override]
+        super().attach(engine, output_transform=self.output_transform)
 
 
 class TrainSummaryWriter:
