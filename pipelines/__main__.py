@@ -19,11 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bundle", default="lgg_unet_bce", help="bundle folder name under bundles/ (default: %(default)s)")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     demo.add_argument("--out", default="runs/demo", help="folder for checkpoints, logs and outputs (default: %(default)s)")
+    demo.add_argument("--data_dir", default="demo_data", help="folder for the synthetic data (default: %(default)s)")
     subcommands = {"manifest": manifest_cli.main, "report": report_cli.main}
     if argv[:1] and argv[0] in subcommands:
         return subcommands[argv[0]](argv[1:])
     args = parser.parse_args(argv)
-    run_demo(args.bundle, args.epochs, args.out)
+    run_demo(args.bundle, args.epochs, args.out, args.data_dir)
     return 0
 
 

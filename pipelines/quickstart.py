@@ -26,8 +26,9 @@ DEMOS = {
 }
 
 
-def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/demo") -> Path:
-    """Generate the bundle family's demo data under ``demo_data/``, then train, evaluate and predict; return the run folder."""
+def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/demo", data_dir: str = "demo_data") -> Path:
+    """Generate the bundle family's demo data under ``data_dir``, then train, evaluate and predict with the bundle
+    (run from the repository root); return the run folder ``<out>/<bundle>``."""
     bundle_dir = Path("bundles") / bundle
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise SystemExit(f"error: bundle {bundle_dir}: no configs/train.json (run from the repository root)")
@@ -35,7 +36,7 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/de
     if family not in DEMOS:
         raise SystemExit(f"error: bundle {bundle}: no demo data for bundles named {family}_*; known: {', '.join(f'{name}_*' for name in DEMOS)}")
     make_demo, demo_manifest, demo_settings = DEMOS[family]
-    dataset_dir = make_demo("demo_data")
+    dataset_dir = make_demo(data_dir)
     run_dir = Path(out) / bundle
     overrides = {"dataset_dir": dataset_dir, "manifest": demo_manifest, "ckpt_dir": run_dir / "models",
                  "output_dir": run_dir / "eval", **demo_settings}
