@@ -48,7 +48,7 @@ GROUND_TRUTH_COLOUR, PREDICTION_COLOUR = "lime", "red"
 LOSS_TAG = "train_loss"
 FIXED_COLUMNS = ("run", "split", "n_subjects", "n_slices", "dice_per_slice", "dice_slices_with_class", "dice_3d", "dice_3d_std",
                  "jaccard", "precision", "recall")
-TRAINING_COLUMNS = ("epochs", "train_seconds", "device")  # from train_summary.json
+TRAINING_COLUMNS = ("epochs", "train_seconds", "device")  # from training_run.json
 INTEGER_COLUMNS = ("n_subjects", "n_slices", "epochs")
 SMOOTHING = 0.1  # weight of the newest iteration in the loss's exponential moving average
 
@@ -106,10 +106,10 @@ def _read_summary(path: Path) -> dict:
 
 
 def _train_summary(*folders: Path) -> dict:
-    """The first ``train_summary.json`` (of :class:`pipelines.training.TrainSummaryWriter`) in ``folders``, or {}."""
+    """The first ``training_run.json`` (of :class:`pipelines.training.TrainSummaryWriter`) in ``folders``, or {}."""
     for folder in folders:
-        if (folder / "train_summary.json").is_file():
-            return _read_json(folder / "train_summary.json")
+        if (folder / "training_run.json").is_file():
+            return _read_json(folder / "training_run.json")
     return {}
 
 
@@ -309,7 +309,7 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
             from the current folder.
         train_log_dir: folder holding the TensorBoard event files of training (``train_loss`` per iteration,
             ``val_*dice*`` and optionally ``lr`` per epoch); without it ``curves.png`` is skipped. The number
-            of epochs, which places iterations on the epoch axis, comes from ``train_summary.json`` in
+            of epochs, which places iterations on the epoch axis, comes from ``training_run.json`` in
             ``eval_dir`` or ``train_log_dir``, else from the last step of the per-epoch scalars.
         out_dir: output folder.
         split: file prefix of the evaluation files.
@@ -360,9 +360,9 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
 
 def find_summary(run_dir: str | os.PathLike) -> Path:
     """The evaluation summary of a run or bundle folder: ``eval/test_summary.json`` if there, else the
-    shallowest ``test_summary.json``, else the shallowest other ``*_summary.json`` (``train_summary.json`` excluded)."""
+    shallowest ``test_summary.json``, else the shallowest other ``*_summary.json``."""
     run_dir = _existing_dir(run_dir, "run folder")
-    found = [path for path in run_dir.rglob("*_summary.json") if path.name != "train_summary.json"]
+    found = list(run_dir.rglob("*_summary.json"))
     if not found:
         raise InputError(f"{run_dir}: no *_summary.json found (evaluate the bundle first)")
     return min(found, key=lambda path: (path != run_dir / "eval" / "test_summary.json", path.name != "test_summary.json",
@@ -410,7 +410,7 @@ def _comparison_row(run_dir: Path) -> dict:
            **{metric: mean("per_slice", metric) for metric in ("jaccard", "precision", "recall")}}
     if len(classes) > 1:
         row.update({f"dice_{name}": groups["per_slice"]["dice"] for name, groups in classes.items()})
-    others = sorted({found.parent for found in run_dir.rglob("train_summary.json")}, key=lambda folder: (len(folder.parts), str(folder)))
+    others = sorted({found.parent for found in run_dir.rglob("training_run.json")}, key=lambda folder: (len(folder.parts), str(folder)))
     training = _train_summary(path.parent, *others)
     row.update({key: training.get(key) for key in TRAINING_COLUMNS})
     row.update({f"seed_{metric}": value for metric, value in SEED_RESULTS.get(_seed_bundle(name), {}).items()})
@@ -422,7 +422,7 @@ def evaluated(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path
     """Split ``paths`` into (folders with an evaluation summary, the others), e.g. to compare ``bundles/*``."""
     found, skipped = [], []
     for path in map(Path, paths):
-        has_summary = path.is_dir() and any(p.name != "train_summary.json" for p in path.rglob("*_summary.json"))
+        has_summary = path.is_dir() and any(path.rglob("*_summary.json"))
         (found if has_summary else skipped).append(path)
     return found, skipped
 
@@ -436,7 +436,7 @@ def compare(run_dirs_or_bundle_dirs: Iterable[str | os.PathLike], out_path: str 
     n_subjects, n_slices, dice_per_slice, dice_slices_with_class (LGG: tumour slices), dice_3d and
     dice_3d_std (per subject), jaccard, precision and recall (per slice), ``dice_<class>`` per slice when
     there are several classes (figures of several classes are means over classes), epochs, train_seconds
-    and device from ``train_summary.json`` (beside the summary, else the shallowest under the folder;
+    and device from ``training_run.json`` (beside the summary, else the shallowest under the folder;
     empty when there is none), ``seed_<metric>`` from
     :data:`SEED_RESULTS`, and the summary's path. Raises InputError when a folder or its summary is missing.
     """

@@ -34,7 +34,7 @@ class ProgressBar(IgniteProgressBar):
 
 
 class TrainSummaryWriter:
-    """Ignite handler for a trainer: writes ``<output_dir>/train_summary.json`` after every epoch.
+    """Ignite handler for a trainer: writes ``<output_dir>/training_run.json`` after every epoch.
 
     Keys: ``epochs`` (completed), ``max_epochs``, ``train_seconds`` (wall time of this run),
     ``seconds_per_epoch``, ``best_metric`` and ``best_metric_epoch`` of ``validator`` (when given), and
@@ -43,7 +43,7 @@ class TrainSummaryWriter:
     """
 
     def __init__(self, output_dir: str | os.PathLike, validator: Engine | None = None, facts: dict | None = None) -> None:
-        self.path = Path(output_dir) / "train_summary.json"
+        self.path = Path(output_dir) / "training_run.json"
         self.validator = validator
         self.facts = dict(facts or {})
         self._started = 0.0

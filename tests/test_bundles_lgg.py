@@ -32,7 +32,7 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
     assert (run / "models" / "model.pt").is_file()
     assert list((run / "models").glob("checkpoint_epoch=1.pt"))
     assert list((run / "train").glob("events.out.tfevents.*"))
-    facts = json.loads((run / "train" / "train_summary.json").read_text())
+    facts = json.loads((run / "train" / "training_run.json").read_text())
     assert facts["epochs"] == facts["max_epochs"] == 1 and facts["device"] == "cpu" and facts["best_metric_epoch"] == 1
 
 

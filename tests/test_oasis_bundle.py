@@ -35,7 +35,7 @@ def test_train_logs_dice_per_class_and_saves_best_and_latest(trained):
     events = EventAccumulator(str(run / "train"))
     events.Reload()
     assert {"train_loss", "val_mean_dice", *PER_CLASS} <= set(events.Tags()["scalars"])
-    facts = json.loads((run / "train" / "train_summary.json").read_text())
+    facts = json.loads((run / "train" / "training_run.json").read_text())
     assert facts["epochs"] == 1 and facts["best_metric_epoch"] == 1 and facts["device"] == "cpu"
 
 

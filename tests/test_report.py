@@ -137,7 +137,7 @@ def test_compare_has_one_row_per_run_with_the_summary_numbers(lgg_run, oasis_run
     bundle = shutil.copytree(lgg_run / "eval", tmp_path / "bundles" / "lgg_unet_bce" / "eval")
     trial = shutil.copytree(lgg_run / "eval", tmp_path / "runs" / "trial" / "eval")
     shutil.copy(trial / "test_summary.json", trial.parent / "val_summary.json")  # shallower, but not the preferred file
-    (trial / "train_summary.json").write_text(json.dumps({"epochs": 4, "train_seconds": 12.5, "device": "cpu", "image_size": [256, 256]}))
+    (trial / "training_run.json").write_text(json.dumps({"epochs": 4, "train_seconds": 12.5, "device": "cpu", "image_size": [256, 256]}))
     table = report.compare([bundle.parent, trial.parent, oasis_run], tmp_path / "table.csv")
 
     assert table["run"].tolist() == ["lgg_unet_bce", "trial", "eval"]
