@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
+import sys
 
 
 class InputError(ValueError):
@@ -24,3 +26,17 @@ def exit_on_input_error(func):
             raise SystemExit(f"error: {err}") from None
 
     return wrapper
+
+
+def run_subcommand(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and call the chosen subcommand's ``run(args)`` default.
+
+    Returns 0 on success, 2 on an :class:`InputError` (printed as one ``error:`` line on stderr).
+    """
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

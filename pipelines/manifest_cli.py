@@ -10,7 +10,7 @@ import sys
 
 from pipelines import manifest
 from pipelines.demo import make_lgg_demo
-from pipelines.errors import InputError
+from pipelines.errors import InputError, run_subcommand
 from pipelines.oasis import build_oasis
 
 
@@ -121,15 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_subcommand(build_parser(), argv)
 
 
 if __name__ == "__main__":

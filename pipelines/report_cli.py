@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pipelines import report
-from pipelines.errors import InputError
+from pipelines.errors import run_subcommand
 
 
 def _run(args) -> None:
@@ -56,13 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_subcommand(build_parser(), argv)
 
 
 if __name__ == "__main__":
