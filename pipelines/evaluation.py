@@ -30,6 +30,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import get_confusion_matrix
 
 from pipelines.atomic import save_atomic, write_text_atomic
+from pipelines.distributed import gather, is_rank_zero
 
 __all__ = ["SegmentationMetricsWriter", "scores_from_counts", "CONVENTIONS"]
 
@@ -81,6 +82,9 @@ class SegmentationMetricsWriter:
     - puts ``<prefix>_dice_3d`` (mean per-subject 3D Dice over ``class_names``) and, per class when there
       are several, ``<prefix>_dice_3d_<class>`` into ``engine.state.metrics`` (so StatsHandler and
       TensorBoardStatsHandler attached after it log them);
+    Under ``torchrun`` each rank scores its shard and the records are gathered at the end of the run, so
+    the metrics equal a single process's; only rank 0 writes the files.
+
     - when ``output_dir`` is given, writes atomically ``<prefix>_per_slice.csv`` and
       ``<prefix>_per_subject.csv`` (counts and ``dice_<class>``, ``jaccard_<class>``, ... columns per
       class) and ``<prefix>_summary.json`` (per class under ``classes``, and ``mean_over_classes``).
@@ -169,6 +173,7 @@ class SegmentationMetricsWriter:
         return slices, subjects, summary
 
     def _complete(self, engine: Engine) -> None:
+        self._records = gather(self._records)  # under torchrun: every rank's slices, so every rank gets the same scores
         if not self._records:
             return
         slices, subjects, summary = self.summarise()
@@ -176,7 +181,7 @@ class SegmentationMetricsWriter:
         engine.state.metrics[f"{self.prefix}_dice_3d"] = float(np.mean(list(dice_3d.values())))
         if len(self.class_names) > 1:
             engine.state.metrics.update({f"{self.prefix}_dice_3d_{name}": value for name, value in dice_3d.items()})
-        if self.output_dir is None:
+        if self.output_dir is None or not is_rank_zero():
             return
         for frame, name in ((slices, "per_slice"), (subjects, "per_subject")):
             save_atomic(self.output_dir / f"{self.prefix}_{name}.csv", lambda tmp, frame=frame: frame.to_csv(tmp, index=False, float_format="%.6f"))

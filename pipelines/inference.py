@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events
 from monai.data import PILWriter
 
 from pipelines.atomic import save_atomic
+from pipelines.distributed import gather, is_rank_zero
 
 __all__ = ["PredictionWriter"]
 
@@ -33,7 +34,8 @@ class PredictionWriter:
     - ``predictions.csv``: subject, slice, image, prediction, volume and the predicted pixel count
       of each non-background class.
 
-    Every file is written atomically.
+    Every file is written atomically. Under ``torchrun`` each rank writes the masks of its shard; the
+    volumes and the CSV are gathered and written by rank 0.
     """
 
     def __init__(
@@ -72,14 +74,20 @@ class PredictionWriter:
             self._rows.append(row)
 
     def _save_volumes(self, engine: Engine) -> None:
+        rows = gather(self._rows)
+        by_subject: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        for subject, slice_number, classes in gather([(s, k, c) for s, slices in self._slices.items() for k, c in slices.items()]):
+            by_subject[subject][slice_number] = classes
+        if not is_rank_zero():
+            return
         volumes = {}
-        for subject, slices in sorted(self._slices.items()):
+        for subject, slices in sorted(by_subject.items()):
             volume = np.stack([slices[k] for k in sorted(slices)], axis=-1)
             target = self.output_dir / "volumes" / f"{subject}.nii.gz"
             # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
             image = nib.Nifti1Image(volume, np.eye(4))
             save_atomic(target, lambda tmp, image=image: nib.save(image, tmp), suffix=".nii.gz")
             volumes[subject] = str(target)
-        table = pd.DataFrame(self._rows).sort_values(["subject", "slice"], kind="stable")
+        table = pd.DataFrame(rows).sort_values(["subject", "slice"], kind="stable")
         table.insert(4, "volume", table["subject"].map(volumes))
         save_atomic(self.output_dir / "predictions.csv", lambda tmp: table.to_csv(tmp, index=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -18,10 +19,12 @@ def fast(bundle: str) -> dict:
     return {"batch_size": 8, **FAST_OVERRIDES.get(bundle, {"network_def#features": 4})}
 
 
-def run_bundle(bundle: str, mode: str, **overrides) -> subprocess.CompletedProcess:
-    """Run workflow ``mode`` of ``bundles/<bundle>``; returns the finished process (text output)."""
-    command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides})
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_bundle(bundle: str, mode: str, processes: int = 1, **overrides) -> subprocess.CompletedProcess:
+    """Run workflow ``mode`` of ``bundles/<bundle>`` (under torchrun with ``processes`` for the multi-GPU
+    modes, one thread each); returns the finished process (text output)."""
+    command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides}, processes)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if processes > 1 else None
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -21,15 +21,21 @@ def test_recipe_and_common_machinery_do_not_overlap(bundle):
     assert keys(bundle / "configs" / "train.json") & keys(COMMON) == set()
 
 
-@pytest.mark.parametrize("bundle", LGG_BUNDLES, ids=lambda p: p.name)
+ALL_BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
 def test_workflow_files_only_pick_the_workflow(bundle):
     for mode in ("evaluate", "inference"):
         assert keys(bundle / "configs" / f"{mode}.json") == {"initialize", "run"}
+    for mode in ("multi_gpu_train", "multi_gpu_evaluate"):
+        assert keys(bundle / "configs" / f"{mode}.json") == {"initialize", "run", "finalize"}
 
 
 @pytest.mark.parametrize("bundle", LGG_BUNDLES, ids=lambda p: p.name)
 def test_config_files_in_merge_order(bundle):
     assert config_files(bundle, "train") == [bundle / "configs" / "train.json", COMMON]
     assert config_files(bundle, "evaluate")[-1] == bundle / "configs" / "evaluate.json"
+    assert config_files(bundle, "multi_gpu_evaluate")[2:] == [REPO / "bundles" / "multi_gpu.json", bundle / "configs" / "multi_gpu_evaluate.json"]
     with pytest.raises(ValueError, match="unknown mode"):
         config_files(bundle, "predict")
