@@ -68,6 +68,15 @@ def test_inference_writes_label_maps_in_png_values_and_volumes_of_classes(traine
     assert volume.shape == (256, 256, 8) and set(np.unique(np.asarray(volume.dataobj))) <= {0, 1, 2, 3}
 
 
+def test_inference_on_a_folder_without_manifest_or_masks(trained):
+    common, run, _ = trained
+    folder = common["dataset_dir"] / "keras_png_slices_test"
+    result = run_bundle(BUNDLE, "inference", **{**common, "output_dir": run / "folder", "infer#input_dir": folder})
+    assert result.returncode == 0, result.stderr[-3000:]
+    masks = sorted((run / "folder" / "predictions" / "masks" / "005").glob("case_005_slice_*.nii_pred.png"))
+    assert len(masks) == 8 and (run / "folder" / "predictions" / "volumes" / "005.nii.gz").is_file()
+
+
 def test_mask_with_unexpected_values_stops_before_training(trained, tmp_path):
     common, _, _ = trained
     data = tmp_path / "data"

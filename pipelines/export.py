@@ -1,0 +1,371 @@
+"""Export a trained bundle as one zip that runs without this project, and import such a zip.
+
+``python -m pipelines export bundles/<name> --out <name>.zip [--ckpt_path P] [--eval_dir D] [--<config id> VALUE ...]``
+writes the MONAI bundle folder ``<name>/``:
+
+- ``models/model.pt``: the network's state dict as trained (read with ``weights_only=True``);
+- ``models/model.pt2``: the same network as a ``torch.export`` program (input ``(B, C, *spatial)`` float32,
+  ``B`` dynamic, spatial sizes any multiple of the factor in metadata's ``spatial_shape``, e.g. ``16*n``;
+  output ``(B, out_channels, *spatial)`` logits);
+- ``configs/inference.json``: standalone inference, MONAI and PyTorch only (no ``pipelines``, ``transforms``
+  or ``networks``): the project's inference preprocessing and postprocessing with MONAI transforms, the
+  ``.pt2`` program as the network, ``SaveImaged`` for the masks. Generated from
+  ``resources/export_inference.json`` and ``resources/export_inference_<lgg|oasis>.json``, whose
+  ``_from_bundle_`` maps its keys to the bundle config ids whose parsed values fill them;
+- ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions,
+  ``model_sha256`` of both model files and ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
+  evaluation scored the exported checkpoint;
+- ``configs/train.json``, ``configs/evaluate.json`` (and, for LGG, ``configs/lgg_common.json``, which the
+  exported recipe's ``base_config`` names): the project recipe, to evaluate the bundle inside a project;
+- ``configs/logging.conf``, ``docs/README.md`` (the bundle's, plus how to run this export), ``LICENSE``.
+
+Extra ``--<config id> VALUE`` pairs are the overrides the checkpoint was trained with (e.g.
+``--network_def#features 4``); they are written into the exported recipe so that it builds the same network.
+
+Why ``torch.export`` and not TorchScript: TorchScript (``torch.jit.script``/``trace``) is deprecated in
+recent PyTorch; ``torch.export`` captures the network as an ATen graph with its weights (an
+``ExportedProgram``, saved as ``.pt2``) that ``torch.export.load`` reads without the network's Python code.
+The batch dimension is dynamic because the sliding-window inferer's last batch is smaller. The loaded
+program becomes a module through ``torch.export.unflatten``: ``ExportedProgram.module()`` refuses
+``.eval()``, which MONAI's ``SupervisedEvaluator`` and ``verify_net_in_out`` call. ``torch.export.load``
+unpickles, so the inference config checks the file's SHA-256 against the value recorded at export before
+loading it. That detects a damaged or swapped file; it is not a signature (whoever can change the zip can
+change the recorded value too).
+
+``python -m pipelines export --import <zip> --into <folder>`` checks the archive (readable, CRCs, one
+top folder, no path escaping it, SHA-256 of the model files) and extracts it as ``<folder>/<name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+import monai
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+
+from pipelines.atomic import save_atomic
+from pipelines.bundles import config_files
+from pipelines.errors import InputError
+
+__all__ = ["export_bundle", "import_bundle", "main"]
+
+RESOURCES = Path(__file__).parent / "resources"
+STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
+COPIED = ("configs/evaluate.json", "configs/logging.conf", "LICENSE")
+
+
+def export_bundle(
+    bundle_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    ckpt_path: str | os.PathLike | None = None,
+    eval_dir: str | os.PathLike | None = None,
+    overrides: dict[str, object] | None = None,
+) -> Path:
+    """Write the zip of ``bundle_dir`` (``bundles/<name>``) to ``out`` atomically and return ``out``.
+
+    ``ckpt_path`` defaults to the bundle's ``ckpt_path`` (``<bundle_dir>/models/model.pt``) and ``eval_dir``
+    to its ``output_dir`` (``<bundle_dir>/eval``). Raises :class:`InputError` for a missing or unreadable
+    checkpoint, one that does not fit the network, or a network ``torch.export`` cannot capture.
+    """
+    bundle_dir, name = Path(bundle_dir), Path(bundle_dir).resolve().name
+    if not (bundle_dir / "configs" / "train.json").is_file():
+        raise InputError(f"{bundle_dir}: not a bundle folder (no configs/train.json)")
+    overrides = overrides or {}
+    with tempfile.TemporaryDirectory() as staging:
+        root = Path(staging) / name
+        recipe_files = _write_recipe(bundle_dir, root, overrides)
+        parser = ConfigParser(ConfigParser.load_config_files([str(path) for path in recipe_files]))
+        parser["bundle_root"] = str(bundle_dir)
+        ckpt = Path(ckpt_path or parser.get_parsed_content("ckpt_path"))
+        meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
+        meta["model_sha256"] = _write_models(root, parser, ckpt, meta["network_data_format"]["inputs"]["image"]["spatial_shape"])
+        meta.update(monai_version=monai.__version__, pytorch_version=torch.__version__.split("+")[0], numpy_version=np.__version__)
+        summary = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
+        meta["eval_metrics"] = _eval_metrics(summary, ckpt) or meta.get("eval_metrics", {})
+        family = "lgg" if len(recipe_files) > 1 else "oasis"  # the LGG bundles share lgg_common.json; oasis_unet is one file
+        inference = _inference_config(parser, family, meta["model_sha256"][PROGRAM])
+        for path, content in (("configs/metadata.json", meta), ("configs/inference.json", inference)):
+            (root / path).write_text(json.dumps(content, indent=4) + "\n")
+        for path in COPIED:
+            shutil.copyfile(bundle_dir / path, root / path)
+        (root / "docs").mkdir()
+        readme = (bundle_dir / "docs" / "README.md").read_text()
+        (root / "docs" / "README.md").write_text(readme + _export_notes(root, inference, meta, ckpt, overrides))
+        save_atomic(out, lambda tmp: _zip(root, tmp))
+    return Path(out)
+
+
+def _write_recipe(bundle_dir: Path, root: Path, overrides: dict[str, object]) -> list[Path]:
+    """Copy the recipe (and the LGG base it names, as ``configs/lgg_common.json``) into ``root/configs``
+    with ``overrides`` applied, each to the first file that has its id (else to the recipe)."""
+    sources = config_files(bundle_dir, "train")
+    parsers = [ConfigParser(ConfigParser.load_config_file(path)) for path in sources]
+    for key, value in overrides.items():
+        next((parser for parser in parsers if key in parser), parsers[0])[key] = value
+    targets = [root / "configs" / "train.json"] + [root / "configs" / path.name for path in sources[1:]]
+    if len(sources) > 1:
+        parsers[0]["base_config"] = f"bundles/{root.name}/configs/{sources[1].name}"  # where it lies once imported into bundles/
+    targets[0].parent.mkdir(parents=True)
+    for parser, target in zip(parsers, targets):
+        target.write_text(json.dumps(parser.get(), indent=4) + "\n")
+    return targets
+
+
+def _write_models(root: Path, parser: ConfigParser, ckpt: Path, spatial_shape: list) -> dict[str, str]:
+    """Write ``models/model.pt`` and ``models/model.pt2`` of the network trained as ``ckpt``; return their SHA-256."""
+    network = _trained_network(parser, ckpt)
+    (root / "models").mkdir()
+    torch.save(network.state_dict(), root / STATE_DICT)
+    example = torch.zeros(2, parser.get_parsed_content("network_def#in_channels"), *parser.get_parsed_content("validate#inferer#roi_size"))
+    torch.export.save(_export(network, example, spatial_shape), root / PROGRAM)
+    return {path: _sha256(root / path) for path in (STATE_DICT, PROGRAM)}
+
+
+def _trained_network(parser: ConfigParser, ckpt: Path) -> torch.nn.Module:
+    """The bundle's ``network_def`` on the CPU, in eval mode, with the state dict of ``ckpt`` loaded."""
+    if not ckpt.is_file():
+        raise InputError(f"checkpoint {ckpt}: no such file (train the bundle first or pass --ckpt_path)")
+    try:
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or holding objects other than tensors and containers
+        raise InputError(f"checkpoint {ckpt}: cannot be read as a PyTorch checkpoint ({_first_line(err)})") from None
+    # CheckpointSaver writes a bare state dict for one object ("model"), or {"model": ..., "optimizer": ...}
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    try:
+        network = parser.get_parsed_content("network_def")
+    except Exception as err:  # e.g. an override naming an argument the network does not have
+        raise InputError(f"cannot build the network_def of this bundle: {_first_line(err.__cause__ or err)}") from None
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        details = " ".join(line.strip() for line in str(err).splitlines()[:2])
+        raise InputError(f"checkpoint {ckpt} does not fit the network of this bundle: {details[:300]}") from None
+    return network.eval()
+
+
+def _export(network: torch.nn.Module, example: torch.Tensor, spatial_shape: list) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``network`` traced on ``example`` (``(2, C, *roi_size)``: a batch of 2 keeps the batch
+    dimension from being specialised to 1).
+
+    The batch is dynamic; a spatial axis given as ``"<k>*n"`` in ``spatial_shape`` (metadata) is dynamic as
+    multiples of ``k``, an integer one stays fixed. Raises :class:`InputError` when the export fails.
+    """
+    axes = {0: torch.export.Dim("batch", min=1)}
+    for axis, size in enumerate(spatial_shape, start=2):
+        if isinstance(size, str):
+            axes[axis] = int(size.split("*")[0]) * torch.export.Dim(f"n{axis}", min=1)
+    try:
+        return torch.export.export(network, (example,), dynamic_shapes=(axes,))
+    except Exception as err:
+        raise InputError(f"torch.export cannot capture {type(network).__name__}: {_first_line(err)}") from None
+
+
+def _inference_config(parser: ConfigParser, family: str, program_sha256: str) -> dict:
+    """The standalone ``configs/inference.json``: the templates filled with the bundle's parsed values."""
+    config = json.loads((RESOURCES / "export_inference.json").read_text())
+    config.update(json.loads((RESOURCES / f"export_inference_{family}.json").read_text()))
+    for key, bundle_id in config.pop("_from_bundle_").items():
+        config[key] = parser.get_parsed_content(bundle_id)
+    config["model_sha256"] = program_sha256
+    return config
+
+
+def _eval_metrics(summary_path: Path, ckpt: Path) -> dict[str, float]:
+    """Flat ``eval_metrics`` from an evaluation summary, or ``{}`` (with a note on stderr) when there is no
+    summary or it scored another checkpoint than ``ckpt``."""
+    if not summary_path.is_file():
+        print(f"note: no {summary_path}: eval_metrics stay as in metadata.json", file=sys.stderr)
+        return {}
+    summary = json.loads(summary_path.read_text())
+    scored = Path(summary.get("checkpoint", ""))
+    if not (scored.is_file() and os.path.samefile(scored, ckpt)):
+        print(f"note: {summary_path} scored {scored}, not {ckpt}: eval_metrics stay as in metadata.json", file=sys.stderr)
+        return {}
+    split = summary["split"]
+    metrics = {f"{split}_n_subjects": summary["n_subjects"], f"{split}_n_slices": summary["n_slices"]}
+    for group, scores in summary["mean_over_classes"].items():
+        metrics.update({f"{split}_mean_{metric}_{group}": scores[metric] for metric in ("dice", "jaccard")})
+    for name, groups in summary["classes"].items():
+        metrics.update({f"{split}_dice_{name}_{group}": scores["dice"] for group, scores in groups.items()})
+    return metrics
+
+
+EXPORT_NOTES = """
+## This export
+
+Made by `python -m pipelines export` from `bundles/{name}` and the checkpoint `{ckpt}`{overrides}.
+
+| file | content |
+|---|---|
+| `models/model.pt` | the state dict as trained (SHA-256 `{state_sha}`) |
+| `models/model.pt2` | the network as a `torch.export` program, dynamic batch (SHA-256 `{program_sha}`); PyTorch {torch_version} |
+| `configs/inference.json` | standalone inference: MONAI and PyTorch only |
+| {recipe} | the project recipe, to evaluate or retrain inside the project |
+
+Inference without the project, from this folder (`--bundle_root DIR` from elsewhere):
+
+    python -m monai.bundle run --config_file configs/inference.json --dataset_dir /path/to/slices [--output_dir DIR]
+
+It checks the SHA-256 of `models/model.pt2` before loading it, predicts every `{pattern}` below the folder
+(skipping names ending in {skipped}) and writes `<output_dir>/masks/<sub-folder>/<name>_pred.png` (uint8,
+values {label_values}; `output_dir` defaults to `./eval`), the masks the project's inference writes.
+
+Checks, from this folder (`verify_metadata` downloads the schema named in `metadata.json`; offline, add
+`--filepath <local copy> --hash_val <its md5>`):
+
+    python -m monai.bundle verify_metadata --meta_file configs/metadata.json
+    python -m monai.bundle verify_net_in_out --net_id network_def --config_file configs/inference.json --meta_file configs/metadata.json
+
+Inside the project: `python -m pipelines export --import {name}.zip --into bundles/` (checks the archive
+and the SHA-256 of the model files), then evaluate `models/model.pt` from the repository root:
+
+    python -m monai.bundle run --config_file "[{evaluate_files}]" --dataset_dir /path/to/data --manifest /path/to/manifest.csv
+"""
+
+
+def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides: dict) -> str:
+    """The ``## This export`` section appended to the bundle's ``docs/README.md``; ``root`` is the staged bundle."""
+    name, recipe = root.name, [path.relative_to(root) for path in _evaluate_files(root)]
+    return EXPORT_NOTES.format(
+        name=name,
+        ckpt=ckpt,
+        overrides=", with the overrides " + " ".join(f"`--{key} {value}`" for key, value in overrides.items()) if overrides else "",
+        state_sha=meta["model_sha256"][STATE_DICT],
+        program_sha=meta["model_sha256"][PROGRAM],
+        torch_version=meta["pytorch_version"],
+        recipe=", ".join(f"`{path}`" for path in recipe),
+        pattern=inference["image_pattern"],
+        skipped=", ".join(f"`{suffix}`" for suffix in inference["skip_suffixes"]) or "nothing",
+        label_values=inference["label_values"],
+        evaluate_files=",".join(f"'bundles/{name}/{path}'" for path in recipe),
+    )
+
+
+def _evaluate_files(bundle: Path) -> list[Path]:
+    """Config files of the project's evaluate command for the exported bundle folder ``bundle``, in merge order."""
+    configs = bundle / "configs"
+    base = json.loads((configs / "train.json").read_text()).get("base_config")
+    return [configs / "train.json"] + ([configs / Path(base).name] if base else []) + [configs / "evaluate.json"]
+
+
+def _zip(root: Path, archive: Path) -> None:
+    """Zip the folder ``root`` as ``<root name>/...`` into ``archive``."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                zipped.write(path, PurePosixPath(root.name, *path.relative_to(root).parts))
+
+
+def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
+    """Extract an exported bundle zip as ``<into>/<name>`` and return that folder.
+
+    Raises :class:`InputError` when ``archive`` is not a readable zip (e.g. truncated), a member fails its
+    CRC, the members are not all below one ``<name>/`` folder (or a path escapes it), a model file's
+    SHA-256 differs from ``configs/metadata.json``, or ``<into>/<name>`` already exists.
+    """
+    try:
+        zipped = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise InputError(f"{archive}: not a readable zip archive ({_first_line(err)})") from None
+    with zipped:
+        members = [PurePosixPath(member) for member in zipped.namelist()]
+        names = {member.parts[0] for member in members}
+        if len(names) != 1 or any(member.is_absolute() or ".." in member.parts for member in members):
+            raise InputError(f"{archive}: expected every file below one <bundle name>/ folder")
+        name = names.pop()
+        try:
+            damaged = zipped.testzip()
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            damaged = _first_line(err)
+        if damaged:
+            raise InputError(f"{archive}: damaged archive ({damaged} fails its check)")
+        try:
+            expected = json.loads(zipped.read(f"{name}/configs/metadata.json"))["model_sha256"]
+        except (KeyError, ValueError) as err:
+            raise InputError(f"{archive}: not an exported bundle (no model_sha256 in {name}/configs/metadata.json: {_first_line(err)})") from None
+        for path, sha in expected.items():
+            if hashlib.sha256(zipped.read(f"{name}/{path}")).hexdigest() != sha:
+                raise InputError(f"{archive}: {name}/{path}: SHA-256 is not the one recorded at export (file damaged or replaced)")
+        target = Path(into) / name
+        if target.exists():
+            raise InputError(f"{target}: already exists; remove it or import into another folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+        try:
+            zipped.extractall(staging)
+            (staging / name).rename(target)  # all or nothing: the folder appears complete or not at all
+        finally:
+            shutil.rmtree(staging)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _overrides(extra: list[str]) -> dict[str, object]:
+    """``["--network_def#features", "4", ...]`` -> ``{"network_def#features": 4}``; values parse as Python
+    literals where they can (as ``monai.bundle run`` does), else stay strings."""
+    if len(extra) % 2 or not all(key.startswith("--") for key in extra[::2]):
+        raise InputError(f"expected --<config id> VALUE pairs after the options, got {' '.join(extra)}")
+    overrides = {}
+    for key, value in zip(extra[::2], extra[1::2]):
+        try:
+            overrides[key[2:]] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key[2:]] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines export``; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines export",
+        description="Export a trained bundle as a zip that runs with MONAI and PyTorch alone, or import such a zip.",
+        epilog="Further --<config id> VALUE pairs are the overrides the checkpoint was trained with (e.g. --network_def#features 4); "
+        "they go into the exported recipe.",
+    )
+    parser.add_argument("bundle", nargs="?", help="bundle folder to export, e.g. bundles/lgg_unet_small")
+    parser.add_argument("--out", help="zip to write, e.g. lgg_unet_small.zip")
+    parser.add_argument("--ckpt_path", help="checkpoint to export (default: the bundle's models/model.pt)")
+    parser.add_argument("--eval_dir", help="folder whose test_summary.json fills eval_metrics (default: the bundle's eval/)")
+    parser.add_argument("--import", dest="archive", help="exported zip to check and extract instead")
+    parser.add_argument("--into", help="with --import: folder to extract <name>/ into, e.g. bundles/")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.archive:
+            if args.bundle or extra or not args.into:
+                raise InputError("--import ZIP takes --into FOLDER and nothing else")
+            target = import_bundle(args.archive, args.into)
+            files = ",".join(repr(str(path)) for path in _evaluate_files(target))
+            print(f"imported {target}; evaluate it from the repository root with\n"
+                  f'  python -m monai.bundle run --config_file "[{files}]" --bundle_root {target} --dataset_dir DATA --manifest CSV')
+        else:
+            if not (args.bundle and args.out):
+                raise InputError("give a bundle folder and --out ZIP (or --import ZIP --into FOLDER)")
+            out = export_bundle(args.bundle, args.out, args.ckpt_path, args.eval_dir, _overrides(extra))
+            print(f"wrote {out}")
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
