@@ -45,7 +45,7 @@ SEED_RESULTS = {
     "oasis_unet": {"dice_background": 0.996, "dice_csf": 0.898, "dice_grey_matter": 0.938, "dice_white_matter": 0.966},
 }
 GROUND_TRUTH_COLOUR, PREDICTION_COLOUR = "lime", "red"
-LOSS_TAG = "train_loss"
+LOSS_TAG, EPOCH_LOSS_TAG = "train_loss", "train_loss_epoch"  # per iteration (CPU runs), mean per epoch (every run)
 FIXED_COLUMNS = ("run", "split", "n_subjects", "n_slices", "dice_per_slice", "dice_slices_with_class", "dice_3d", "dice_3d_std",
                  "jaccard", "precision", "recall")
 TRAINING_COLUMNS = ("epochs", "train_seconds", "device")  # from training_run.json
@@ -163,23 +163,27 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _plot_curves(scalars: dict[str, pd.DataFrame], epochs: int | None, path: Path) -> Path:
-    """Left: training loss per iteration (raw and smoothed) and its mean per epoch; right: validation Dice per epoch.
+    """Left: training loss per iteration (raw and smoothed, when logged) and its mean per epoch; right:
+    validation Dice per epoch.
 
     With ``epochs`` known, iterations are drawn at fractional epochs (iteration / iterations per epoch);
-    otherwise the left axis counts iterations and the per-epoch mean is left out.
+    otherwise the left axis counts iterations. The mean per epoch is the logged ``train_loss_epoch`` (runs on
+    CUDA log only that), else computed from the iterations when ``epochs`` is known.
     """
     figure = _new_figure("curves.png")
     loss_ax, dice_ax = figure.subplots(1, 2)
-    loss = scalars.get(LOSS_TAG)
+    loss, epoch_loss = scalars.get(LOSS_TAG), scalars.get(EPOCH_LOSS_TAG)
     if loss is not None:
         per_epoch = loss["step"].max() / epochs if epochs else 1.0
         x = loss["step"] / per_epoch
         loss_ax.plot(x, loss["value"], color="tab:blue", alpha=0.3, linewidth=0.8, label="per iteration")
         loss_ax.plot(x, loss["value"].ewm(alpha=SMOOTHING).mean(), color="tab:blue", label=f"smoothed (EMA, weight {SMOOTHING})")
-        if epochs:
+        if epochs and epoch_loss is None:
             means = loss["value"].groupby(np.ceil(x - 1e-9).clip(lower=1)).mean()
-            loss_ax.plot(means.index, means.to_numpy(), "o-", color="tab:orange", label="mean per epoch")
-    loss_ax.set(title="Training loss", xlabel="epoch" if epochs else "iteration", ylabel="loss")
+            epoch_loss = pd.DataFrame({"step": means.index, "value": means.to_numpy()})
+    if epoch_loss is not None:
+        loss_ax.plot(epoch_loss["step"], epoch_loss["value"], "o-", color="tab:orange", label="mean per epoch")
+    loss_ax.set(title="Training loss", xlabel="epoch" if epochs or loss is None else "iteration", ylabel="loss")
     lines = loss_ax.get_lines()
     if "lr" in scalars:
         lr_ax = loss_ax.twinx()

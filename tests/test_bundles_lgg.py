@@ -73,3 +73,19 @@ def test_inference_on_a_folder_without_manifest(trained, lgg_demo_root):
     assert result.returncode == 0, result.stderr[-3000:]
     masks = sorted((run / "folder_pred" / "masks" / case.name).glob("*_pred.png"))
     assert len(masks) == len(list(case.glob("*_mask.tif")))
+
+
+def test_training_loss_once_per_epoch_without_per_step_reads(tmp_path, lgg_demo_root, lgg_demo_manifest):
+    """The CUDA setting (``loss_every_iteration`` false: no host-device sync per step) logs the epoch mean only,
+    and the report still draws the loss curve from it."""
+    from pipelines.report import read_scalars, write_report
+
+    common = {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, "ckpt_dir": tmp_path / "models", **fast("lgg_unet_small")}
+    result = run_bundle("lgg_unet_small", "train", epochs=2, output_dir=tmp_path / "train", loss_every_iteration=False, **common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Iter:" not in result.stdout + result.stderr and "train_loss_epoch: " in result.stdout + result.stderr
+    scalars = read_scalars(tmp_path / "train")
+    assert "train_loss" not in scalars and list(scalars["train_loss_epoch"]["step"]) == [1, 2]
+    evaluated = run_bundle("lgg_unet_small", "evaluate", output_dir=tmp_path / "eval", **common)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (write_report(tmp_path / "eval", train_log_dir=tmp_path / "train").parent / "curves.png").is_file()
