@@ -1,20 +1,22 @@
-"""Console progress and the facts of a finished training run, for reports and comparisons."""
+"""Trainer handlers: console progress, a stop on a non-finite loss, and the facts of a finished run for reports."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from collections.abc import Callable
-
+import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
+from monai.handlers import from_engine
 
 from pipelines.atomic import write_text_atomic
 
-__all__ = ["ProgressBar", "TrainSummaryWriter"]
+__all__ = ["ProgressBar", "StopOnNonFiniteLoss", "TrainSummaryWriter"]
 
 
 class ProgressBar(IgniteProgressBar):
@@ -31,6 +33,42 @@ class ProgressBar(IgniteProgressBar):
 
     def attach(self, engine: Engine) -> None:  # type: ignore[override]
         super().attach(engine, output_transform=self.output_transform)
+
+
+class StopOnNonFiniteLoss:
+    """Ignite handler for a trainer: ends the run with one ``error:`` line when the loss is NaN or infinite.
+
+    With ``every_iteration`` it reads each step's loss (``engine.state.output``) and names the epoch and
+    iteration; otherwise (on CUDA, to avoid a host-device sync per step) it reads the epoch's mean loss,
+    the trainer metric ``metric_name``, once per epoch. List it first among the trainer's handlers: it then
+    fires before the checkpoint savers of that epoch, so the checkpoints already on disk stay the last good ones.
+    """
+
+    def __init__(self, ckpt_dir: str | os.PathLike, every_iteration: bool = True, metric_name: str = "train_loss_epoch") -> None:
+        self.ckpt_dir = Path(ckpt_dir)
+        self.every_iteration = every_iteration
+        self.metric_name = metric_name
+
+    def attach(self, engine: Engine) -> None:
+        if self.every_iteration:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._check_step)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._check_epoch)
+
+    def _check_step(self, engine: Engine) -> None:
+        loss = from_engine(["loss"], first=True)(engine.state.output)
+        if not torch.isfinite(torch.as_tensor(loss)).all():
+            step = (engine.state.iteration - 1) % engine.state.epoch_length + 1
+            self._stop(f"training loss is {float(loss)} at epoch {engine.state.epoch}, iteration {step} of {engine.state.epoch_length}")
+
+    def _check_epoch(self, engine: Engine) -> None:
+        loss = engine.state.metrics.get(self.metric_name)
+        if loss is not None and not math.isfinite(loss):
+            self._stop(f"mean training loss of epoch {engine.state.epoch} is {loss}")
+
+    def _stop(self, what: str) -> None:
+        saved = sorted(path.name for path in self.ckpt_dir.glob("*.pt")) if self.ckpt_dir.is_dir() else []
+        kept = f"the checkpoints in {self.ckpt_dir} ({', '.join(saved)}) are from before it" if saved else "no checkpoint was written"
+        raise SystemExit(f"error: {what}; stopped before saving anything of this epoch: {kept} (lower the learning rate or check the data)")
 
 
 class TrainSummaryWriter:
