@@ -13,10 +13,13 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import from_engine
+from monai.transforms import Randomizable
+from monai.utils import set_determinism
 
 from pipelines.atomic import write_text_atomic
+from pipelines.errors import InputError, exit_on_input_error
 
-__all__ = ["ProgressBar", "StopOnNonFiniteLoss", "TrainSummaryWriter"]
+__all__ = ["EpochSeed", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter", "check_resume", "latest_checkpoint"]
 
 
 class ProgressBar(IgniteProgressBar):
@@ -33,6 +36,75 @@ class ProgressBar(IgniteProgressBar):
 
     def attach(self, engine: Engine) -> None:  # type: ignore[override]
         super().attach(engine, output_transform=self.output_transform)
+
+
+class EpochSeed:
+    """Ignite handler for a trainer: at the start of epoch ``e`` seeds everything random in training with
+    ``seed + e`` (``set_determinism``, the random transforms of ``transforms`` and the generator of ``sampler``),
+    so that each epoch's shuffling and augmentation depend only on the seed and the epoch number, and a run
+    resumed at epoch ``e`` sees the same data as one that was never interrupted."""
+
+    def __init__(self, seed: int, transforms: Randomizable | None = None, sampler: object | None = None) -> None:
+        self.seed, self.transforms, self.sampler = seed, transforms, sampler
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reseed)
+
+    def _reseed(self, engine: Engine) -> None:
+        seed = self.seed + engine.state.epoch
+        set_determinism(seed=seed)
+        if self.transforms is not None:
+            self.transforms.set_random_state(seed=seed)
+        generator = getattr(self.sampler, "generator", None)
+        if generator is not None:
+            generator.manual_seed(seed)
+
+
+class RunState:
+    """What a resumed training needs besides weights, optimiser and scheduler, as one checkpoint entry.
+
+    List it among the trainer's handlers (it keeps the trainer it is attached to) and in the trainer's
+    ``CheckpointSaver`` ``save_dict``; a ``CheckpointLoader`` given it restores, at the start of the run, the
+    trainer's epoch and iteration, the validator's best metric and its epoch, and tells the validator's
+    key-metric ``best_saver`` which score its ``model.pt`` holds, so the resumed run replaces ``model.pt``
+    only with a better one.
+    """
+
+    def __init__(self, validator: Engine | None = None, best_saver: object | None = None) -> None:
+        self.validator, self.best_saver = validator, best_saver
+        self.trainer: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        self.trainer = engine
+
+    def state_dict(self) -> dict:
+        state = {"trainer": self.trainer.state_dict()}
+        if self.validator is not None:
+            state.update(best_metric=float(self.validator.state.best_metric), best_metric_epoch=int(self.validator.state.best_metric_epoch))
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state["trainer"])
+        if self.validator is None or state["best_metric_epoch"] < 1:
+            return
+        self.validator.state.best_metric, self.validator.state.best_metric_epoch = state["best_metric"], state["best_metric_epoch"]
+        if self.best_saver is not None:  # its record: (score, file); MONAI's saver writes the fixed model.pt whatever the name
+            self.best_saver.load_state_dict({"_saved": [(state["best_metric"], "model.pt")]})
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
+    """Path of the highest ``checkpoint_epoch=N.pt`` in ``ckpt_dir``, or ``""`` when there is none."""
+    found = [(int(path.stem.split("=")[1]), path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if path.stem.split("=")[1].isdigit()]
+    return str(max(found)[1]) if found else ""
+
+
+@exit_on_input_error
+def check_resume(ckpt_dir: str | os.PathLike) -> str:
+    """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir`` is a one-line error."""
+    latest = latest_checkpoint(ckpt_dir)
+    if not latest:
+        raise InputError(f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to continue from (train without --resume, or pass --ckpt_dir)")
+    return latest
 
 
 class StopOnNonFiniteLoss:

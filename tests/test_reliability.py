@@ -1,11 +1,18 @@
-"""Same seed, same run; a non-finite loss stops training and leaves the earlier checkpoints as they were."""
+"""Same seed, same run; a killed training resumes to the same result; a non-finite loss stops training and
+leaves the earlier checkpoints as they were."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
-from bundle_utils import fast, run_bundle, tree_digest
+from bundle_utils import REPO, assert_one_line_error, fast, run_bundle, tree_digest
+
+from pipelines.bundles import bundle_command
 
 NAN_LOSS = "$lambda input, target: torch.nn.functional.binary_cross_entropy_with_logits(input, target) * float('nan')"
 
@@ -40,3 +47,33 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoints(tmp_path, set
     where = "at epoch 1, iteration 1 of" if every_iteration else "mean training loss of epoch 1 is nan"
     assert len(errors) == 1 and where in errors[0] and "checkpoint_epoch=1.pt, model.pt" in errors[0], result.stderr[-3000:]
     assert tree_digest(tmp_path / "models") == before
+
+
+def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, settings):
+    """SIGKILL in epoch 2 of 3, then ``--resume True``: same final weights, best checkpoint and best metric."""
+    full = run_bundle("lgg_unet_augment", "train", epochs=3, ckpt_dir=tmp_path / "full" / "models", output_dir=tmp_path / "full" / "train", **settings)
+    assert full.returncode == 0, full.stderr[-3000:]
+    part = tmp_path / "part"
+    overrides = {"bundle_root": REPO / "bundles" / "lgg_unet_augment", "epochs": 3, "ckpt_dir": part / "models", "output_dir": part / "train", **settings}
+    process = subprocess.Popen(bundle_command(REPO / "bundles" / "lgg_unet_augment", "train", overrides), cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (part / "models" / "checkpoint_epoch=1.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    resumed = run_bundle("lgg_unet_augment", "train", resume=True, **{key: value for key, value in overrides.items() if key != "bundle_root"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Restored all variables from" in resumed.stdout + resumed.stderr
+    for name in ("checkpoint_epoch=3.pt", "model.pt"):
+        weights = [torch.load(run / "models" / name, weights_only=True) for run in (tmp_path / "full", part)]
+        weights = [w.get("model", w) for w in weights]
+        assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0]), name
+    best = [json.loads((run / "train" / "training_run.json").read_text()) for run in (tmp_path / "full", part)]
+    assert (best[0]["best_metric"], best[0]["best_metric_epoch"]) == (best[1]["best_metric"], best[1]["best_metric_epoch"])
+
+
+def test_resume_without_a_checkpoint_is_one_line(tmp_path, settings):
+    result = run_bundle("lgg_unet_augment", "train", resume=True, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train", **settings)
+    assert_one_line_error(result, "--resume", str(tmp_path / "models"))
