@@ -57,7 +57,7 @@ from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
 from pipelines.bundles import config_files
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 
 __all__ = ["export_bundle", "import_bundle", "main"]
 
@@ -140,13 +140,13 @@ def _trained_network(parser: ConfigParser, ckpt: Path) -> torch.nn.Module:
     try:
         checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or holding objects other than tensors and containers
-        raise InputError(f"checkpoint {ckpt}: cannot be read as a PyTorch checkpoint ({_first_line(err)})") from None
+        raise InputError(f"checkpoint {ckpt}: cannot be read as a PyTorch checkpoint ({first_line(err)})") from None
     # CheckpointSaver writes a bare state dict for one object ("model"), or {"model": ..., "optimizer": ...}
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     try:
         network = parser.get_parsed_content("network_def")
     except Exception as err:  # e.g. an override naming an argument the network does not have
-        raise InputError(f"cannot build the network_def of this bundle: {_first_line(err.__cause__ or err)}") from None
+        raise InputError(f"cannot build the network_def of this bundle: {first_line(err.__cause__ or err)}") from None
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
@@ -169,7 +169,7 @@ def _export(network: torch.nn.Module, example: torch.Tensor, spatial_shape: list
     try:
         return torch.export.export(network, (example,), dynamic_shapes=(axes,))
     except Exception as err:
-        raise InputError(f"torch.export cannot capture {type(network).__name__}: {_first_line(err)}") from None
+        raise InputError(f"torch.export cannot capture {type(network).__name__}: {first_line(err)}") from None
 
 
 def _inference_config(parser: ConfigParser, family: str, program_sha256: str) -> dict:
@@ -278,7 +278,7 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
     try:
         zipped = zipfile.ZipFile(archive)
     except (OSError, zipfile.BadZipFile) as err:
-        raise InputError(f"{archive}: not a readable zip archive ({_first_line(err)})") from None
+        raise InputError(f"{archive}: not a readable zip archive ({first_line(err)})") from None
     with zipped:
         members = [PurePosixPath(member) for member in zipped.namelist()]
         names = {member.parts[0] for member in members}
@@ -288,13 +288,13 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
         try:
             damaged = zipped.testzip()
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-            damaged = _first_line(err)
+            damaged = first_line(err)
         if damaged:
             raise InputError(f"{archive}: damaged archive ({damaged} fails its check)")
         try:
             expected = json.loads(zipped.read(f"{name}/configs/metadata.json"))["model_sha256"]
         except (KeyError, ValueError) as err:
-            raise InputError(f"{archive}: not an exported bundle (no model_sha256 in {name}/configs/metadata.json: {_first_line(err)})") from None
+            raise InputError(f"{archive}: not an exported bundle (no model_sha256 in {name}/configs/metadata.json: {first_line(err)})") from None
         for path, sha in expected.items():
             if hashlib.sha256(zipped.read(f"{name}/{path}")).hexdigest() != sha:
                 raise InputError(f"{archive}: {name}/{path}: SHA-256 is not the one recorded at export (file damaged or replaced)")
@@ -313,10 +313,6 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _overrides(extra: list[str]) -> dict[str, object]:

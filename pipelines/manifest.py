@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipelines.atomic import atomic_path
-from pipelines.errors import InputError
+from pipelines.errors import InputError, existing_dir
 
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("subject", "slice", "image", "label", "split", "diagnosis")
@@ -172,10 +172,7 @@ def split_summary(rows: Iterable[dict]) -> list[dict]:
 
 def dataset_root(dataset_dir) -> Path:
     """``dataset_dir`` as a Path; a missing folder is an :class:`InputError`."""
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise InputError(f"{root}: dataset folder not found")
-    return root
+    return existing_dir(dataset_dir, "dataset folder")
 
 
 def _scan_case(root: Path, case_dir: Path, subject: str) -> list[dict]:

@@ -31,7 +31,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from pipelines.atomic import save_atomic, write_text_atomic
-from pipelines.errors import InputError
+from pipelines.errors import InputError, existing_dir, first_line
 
 __all__ = ["DPI", "FIGURE_INCHES", "SEED_RESULTS", "compare", "evaluated", "find_summary", "read_scalars", "write_report"]
 
@@ -56,17 +56,6 @@ SMOOTHING = 0.1  # weight of the newest iteration in the loss's exponential movi
 # ---------------------------------------------------------------------------------------------------- inputs
 
 
-def _existing_dir(path: str | os.PathLike, what: str) -> Path:
-    folder = Path(path)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: {what} not found")
-    return folder
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
 def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
     """The CSV at ``path``; InputError if it is missing, unreadable, or lacks one of ``columns``."""
     if not path.is_file():
@@ -74,7 +63,7 @@ def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype={"subject": str, "image": str, "label": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable CSV: {_first_line(err)}") from None
+        raise InputError(f"{path}: unreadable CSV: {first_line(err)}") from None
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}")
@@ -87,7 +76,7 @@ def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable JSON: {_first_line(err)}") from None
+        raise InputError(f"{path}: unreadable JSON: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data
@@ -138,7 +127,7 @@ def _load_slice(path: Path, channel: int | None = None) -> np.ndarray:
         with Image.open(path) as image:
             array = np.asarray(image)
     except OSError as err:
-        raise InputError(f"{path}: unreadable image: {_first_line(err)}") from None
+        raise InputError(f"{path}: unreadable image: {first_line(err)}") from None
     return array[..., channel] if array.ndim == 3 and channel is not None else array
 
 
@@ -322,7 +311,7 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
 
     Returns the path of ``report.md``. Raises InputError on a missing folder or file, or an unreadable one.
     """
-    eval_dir = _existing_dir(eval_dir, "evaluation folder")
+    eval_dir = existing_dir(eval_dir, "evaluation folder")
     out_dir = Path(out_dir) if out_dir is not None else eval_dir / "report"
     summary = _read_summary(eval_dir / f"{split}_summary.json")
     classes = list(summary["classes"])
@@ -338,7 +327,7 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
     if train_log_dir is None:
         sections.append("No training log given (`--train_log_dir`): training curves skipped.")
     else:
-        scalars = read_scalars(_existing_dir(train_log_dir, "training log folder"))
+        scalars = read_scalars(existing_dir(train_log_dir, "training log folder"))
         if scalars:
             epoch_steps = [frame["step"].max() for tag, frame in scalars.items() if tag != LOSS_TAG]
             epochs = _train_summary(eval_dir, Path(train_log_dir)).get("epochs") or max(epoch_steps, default=None)
@@ -365,7 +354,7 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
 def find_summary(run_dir: str | os.PathLike) -> Path:
     """The evaluation summary of a run or bundle folder: ``eval/test_summary.json`` if there, else the
     shallowest ``test_summary.json``, else the shallowest other ``*_summary.json``."""
-    run_dir = _existing_dir(run_dir, "run folder")
+    run_dir = existing_dir(run_dir, "run folder")
     found = list(run_dir.rglob("*_summary.json"))
     if not found:
         raise InputError(f"{run_dir}: no *_summary.json found (evaluate the bundle first)")
