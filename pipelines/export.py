@@ -58,6 +58,7 @@ from monai.bundle import ConfigParser
 from pipelines.atomic import save_atomic
 from pipelines.bundles import config_files
 from pipelines.errors import InputError, first_line
+from pipelines.preflight import model_weights
 
 __all__ = ["export_bundle", "import_bundle", "main"]
 
@@ -135,23 +136,11 @@ def _write_models(root: Path, parser: ConfigParser, ckpt: Path, spatial_shape: l
 
 def _trained_network(parser: ConfigParser, ckpt: Path) -> torch.nn.Module:
     """The bundle's ``network_def`` on the CPU, in eval mode, with the state dict of ``ckpt`` loaded."""
-    if not ckpt.is_file():
-        raise InputError(f"checkpoint {ckpt}: no such file (train the bundle first or pass --ckpt_path)")
-    try:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or holding objects other than tensors and containers
-        raise InputError(f"checkpoint {ckpt}: cannot be read as a PyTorch checkpoint ({first_line(err)})") from None
-    # CheckpointSaver writes a bare state dict for one object ("model"), or {"model": ..., "optimizer": ...}
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     try:
         network = parser.get_parsed_content("network_def")
     except Exception as err:  # e.g. an override naming an argument the network does not have
         raise InputError(f"cannot build the network_def of this bundle: {first_line(err.__cause__ or err)}") from None
-    try:
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        details = " ".join(line.strip() for line in str(err).splitlines()[:2])
-        raise InputError(f"checkpoint {ckpt} does not fit the network of this bundle: {details[:300]}") from None
+    network.load_state_dict(model_weights(ckpt, network, hint="train the bundle first or pass --ckpt_path"))
     return network.eval()
 
 

@@ -370,23 +370,25 @@ def _check_unique(path: Path, rows: list[dict]) -> None:
 
 
 def _check_files(path: Path, rows: list[dict], root: Path) -> None:
-    """Every image and label exists under ``root``, PIL reads its header, and the two sizes match."""
+    """Every image and label exists under ``root``, PIL decodes it, and the two sizes match."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL warns about a damaged TIFF header before failing on it
         for row in rows:
-            image_size, label_size = (_image_size(f"{path} row {row['row']} column '{column}'", root / row[column])
+            image_size, label_size = (_decoded_size(f"{path} row {row['row']} column '{column}'", root / row[column])
                                       for column in ("image", "label"))
             if label_size != image_size:
                 raise InputError(f"{path} row {row['row']} column 'label': size {label_size[0]}x{label_size[1]} "
                                  f"differs from the image's {image_size[0]}x{image_size[1]} ({(root / row['label']).resolve()})")
 
 
-def _image_size(location: str, file: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding pixels."""
+def _decoded_size(location: str, file: Path) -> tuple[int, int]:
+    """(width, height) of an image whose pixels PIL decodes: a truncated file fails here, not mid-training
+    (about 1 s per 1000 LGG slices)."""
     if not file.is_file():
         raise InputError(f"{location}: file not found: {file.resolve()}")
     try:
         with Image.open(file) as image:
+            image.load()
             return image.size
     except OSError as err:
         if file.stat().st_size == 0:

@@ -1,4 +1,5 @@
-"""Trainer handlers: console progress, a stop on a non-finite loss, and the facts of a finished run for reports."""
+"""Trainer handlers: console progress, crash-safe checkpoints and resume, a stop on a non-finite loss, and the
+facts of a finished run for reports."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
-from monai.handlers import from_engine
+from ignite.handlers.checkpoint import BaseSaveHandler
+from monai.handlers import CheckpointSaver, from_engine
 from monai.transforms import Randomizable
 from monai.utils import set_determinism
+from tqdm import tqdm
 
-from pipelines.atomic import write_text_atomic
+from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.errors import InputError, exit_on_input_error
+from pipelines.preflight import model_weights
 
-__all__ = ["EpochSeed", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter", "check_resume", "latest_checkpoint"]
+__all__ = [
+    "AtomicCheckpointSaver", "EpochSeed", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter", "check_resume",
+    "latest_checkpoint",
+]
 
 
 class ProgressBar(IgniteProgressBar):
@@ -65,9 +72,9 @@ class RunState:
 
     List it among the trainer's handlers (it keeps the trainer it is attached to) and in the trainer's
     ``CheckpointSaver`` ``save_dict``; a ``CheckpointLoader`` given it restores, at the start of the run, the
-    trainer's epoch and iteration, the validator's best metric and its epoch, and tells the validator's
-    key-metric ``best_saver`` which score its ``model.pt`` holds, so the resumed run replaces ``model.pt``
-    only with a better one.
+    trainer's epoch and iteration, its AMP gradient scaler (CUDA), the validator's best metric and its epoch,
+    and tells the validator's key-metric ``best_saver`` which score its ``model.pt`` holds, so the resumed run
+    replaces ``model.pt`` only with a better one.
     """
 
     def __init__(self, validator: Engine | None = None, best_saver: object | None = None) -> None:
@@ -79,12 +86,16 @@ class RunState:
 
     def state_dict(self) -> dict:
         state = {"trainer": self.trainer.state_dict()}
+        if getattr(self.trainer, "scaler", None) is not None:  # the AMP gradient scaler of a CUDA run
+            state["scaler"] = self.trainer.scaler.state_dict()
         if self.validator is not None:
             state.update(best_metric=float(self.validator.state.best_metric), best_metric_epoch=int(self.validator.state.best_metric_epoch))
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.trainer.load_state_dict(state["trainer"])
+        if "scaler" in state and getattr(self.trainer, "scaler", None) is not None:
+            self.trainer.scaler.load_state_dict(state["scaler"])
         if self.validator is None or state["best_metric_epoch"] < 1:
             return
         self.validator.state.best_metric, self.validator.state.best_metric_epoch = state["best_metric"], state["best_metric_epoch"]
@@ -99,12 +110,60 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
 
 
 @exit_on_input_error
-def check_resume(ckpt_dir: str | os.PathLike) -> str:
-    """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir`` is a one-line error."""
+def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module) -> str:
+    """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir``, or one that does not load
+    weights-only into ``network``, is a one-line error."""
     latest = latest_checkpoint(ckpt_dir)
     if not latest:
         raise InputError(f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to continue from (train without --resume, or pass --ckpt_dir)")
+    model_weights(latest, network)
     return latest
+
+
+class _ReplaceAfterSave(BaseSaveHandler):
+    """Ignite save handler: each checkpoint goes to a temporary file renamed into place, and the file it
+    supersedes is deleted only after that, so a crash leaves the previous checkpoint whole."""
+
+    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+        self.dirname, self.filename = Path(dirname), filename  # filename: a fixed name (MONAI's ``model.pt``)
+        self.superseded: set[str] = set()
+
+    def __call__(self, checkpoint: dict, filename: str, metadata: dict | None = None) -> None:
+        written = self.filename or filename
+        save_atomic(self.dirname / written, lambda tmp: torch.save(checkpoint, tmp))
+        for name in self.superseded - {written}:
+            (self.dirname / name).unlink(missing_ok=True)
+        self.superseded.clear()
+
+    def remove(self, filename: str) -> None:
+        self.superseded.add(self.filename or filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` (same arguments and file names) with crash-safe files.
+
+    MONAI writes in place and, with ``n_saved``, deletes the old checkpoint before writing the new one;
+    here a checkpoint is written to a temporary file and renamed, and the one it replaces is deleted after.
+    The epoch checkpoints (``checkpoint_epoch=N.pt``) already in ``save_dir`` when training starts (those of the run being
+    resumed, or of an earlier run) count as superseded: they go once this run's first one is on disk.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                checkpoint.save_handler = _ReplaceAfterSave(self.save_dir, checkpoint.save_handler.filename)
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        if self._interval_checkpoint is not None:
+            engine.add_event_handler(Events.STARTED, self._supersede_earlier_epochs)
+
+    def _supersede_earlier_epochs(self, engine: Engine) -> None:
+        prefix = self._interval_checkpoint.filename_prefix
+        name = next(iter(self.save_dict)) if len(self.save_dict) == 1 else "checkpoint"  # ignite's naming
+        earlier = Path(self.save_dir).glob(f"{prefix + '_' if prefix else ''}{name}_epoch=*.pt")
+        self._interval_checkpoint.save_handler.superseded.update(path.name for path in earlier)
 
 
 class StopOnNonFiniteLoss:
@@ -113,7 +172,8 @@ class StopOnNonFiniteLoss:
     With ``every_iteration`` it reads each step's loss (``engine.state.output``) and names the epoch and
     iteration; otherwise (on CUDA, to avoid a host-device sync per step) it reads the epoch's mean loss,
     the trainer metric ``metric_name``, once per epoch. List it first among the trainer's handlers: it then
-    fires before the checkpoint savers of that epoch, so the checkpoints already on disk stay the last good ones.
+    fires before the checkpoint savers of that epoch, so the checkpoints already on disk stay the last good ones,
+    and before MONAI's ``StatsHandler``, whose exception log would put a traceback above the line.
     """
 
     def __init__(self, ckpt_dir: str | os.PathLike, every_iteration: bool = True, metric_name: str = "train_loss_epoch") -> None:
@@ -125,6 +185,13 @@ class StopOnNonFiniteLoss:
         if self.every_iteration:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._check_step)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._check_epoch)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._pass_on)
+
+    @staticmethod
+    def _pass_on(engine: Engine, err: BaseException) -> None:
+        """Re-raise ``err`` before MONAI's ``StatsHandler`` logs it with a traceback: the stop stays one line,
+        and Python still prints the traceback of any other exception."""
+        raise err
 
     def _check_step(self, engine: Engine) -> None:
         loss = from_engine(["loss"], first=True)(engine.state.output)
@@ -140,6 +207,8 @@ class StopOnNonFiniteLoss:
     def _stop(self, what: str) -> None:
         saved = sorted(path.name for path in self.ckpt_dir.glob("*.pt")) if self.ckpt_dir.is_dir() else []
         kept = f"the checkpoints in {self.ckpt_dir} ({', '.join(saved)}) are from before it" if saved else "no checkpoint was written"
+        for bar in list(tqdm._instances):  # finish open progress bars now, not after the line at exit
+            bar.close()
         raise SystemExit(f"error: {what}; stopped before saving anything of this epoch: {kept} (lower the learning rate or check the data)")
 
 

@@ -216,7 +216,7 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(lgg, tmp_path, capsys, ca
     out = tmp_path / "out.zip"
     assert main([str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(ckpt), *overrides]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    expected = {"missing": "no such file", "truncated": "cannot be read as a PyTorch checkpoint", "wrong architecture": "does not fit the network"}
+    expected = {"missing": "no such file", "truncated": "damaged or not a PyTorch checkpoint", "wrong architecture": "does not fit this bundle's network"}
     assert err[-1].startswith(f"error: checkpoint {ckpt}") and expected[case] in err[-1] and len(err) == 1
     assert not out.exists()
 

@@ -1,0 +1,376 @@
+"""Bad input, every path: one table of damaged inputs, each fed to the command a user would run.
+
+Each case damages a private copy of the demo data (3 subjects x 4 slices, one per split), a checkpoint or an
+output folder, runs one command (``python -m pipelines manifest validate``, a bundle's train, evaluate or
+inference workflow through ``python -m monai.bundle run``, ``python -m pipelines export`` or ``report``) and
+expects a non-zero exit code with ONE ``error:`` line naming the file (and its row and column where there is
+one), no traceback, and the earlier outputs of the run folder untouched. More cases of the same kind live
+beside the code they test: tests/test_manifest.py, tests/test_export.py, tests/test_report.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bundle_utils import REPO, assert_one_line_error, fast, run_bundle, tree_digest
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from pipelines.__main__ import main
+from pipelines.bundles import config_files
+from pipelines.demo import make_lgg_demo
+from pipelines.manifest import build_kaggle_3m, write_manifest
+
+BUNDLE = "lgg_unet_bce"
+
+
+@dataclass
+class Data:
+    """A private dataset, its manifest, a run folder holding earlier results, and a scratch folder."""
+
+    root: Path
+    manifest: Path
+    outputs: Path
+    tmp: Path
+
+    def lines(self) -> list[str]:
+        return self.manifest.read_text().splitlines()
+
+    def row(self, split: str = "train") -> tuple[int, list[str]]:
+        """(1-based row number, cells) of the first row of ``split``: the header is row 1."""
+        index = next(i for i, line in enumerate(self.lines()) if line.endswith("," + split))
+        return index + 1, self.lines()[index].split(",")
+
+    def file(self, column: str, split: str = "train") -> Path:
+        """The image (column 2) or label (column 3) file of the first row of ``split``."""
+        return self.root / self.row(split)[1][{"image": 2, "label": 3}[column]]
+
+    def manifest_with(self, edit: Callable[[list[str]], list[str]], name: str = "broken.csv", **write) -> Path:
+        path = self.tmp / name
+        path.write_text("\n".join(edit(self.lines())) + "\n", **write)
+        return path
+
+
+def untrained_network(bundle: str) -> torch.nn.Module:
+    """``bundle``'s network_def as the tests run it (``fast`` overrides), freshly initialised."""
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(REPO / "bundles" / bundle, "train")])
+    parser.update(fast(bundle))
+    return parser.get_parsed_content("network_def")
+
+
+@pytest.fixture
+def data(tmp_path) -> Data:
+    root = make_lgg_demo(tmp_path / "data", n_subjects=3, n_slices=4)
+    manifest = write_manifest(build_kaggle_3m(root, ratios=(0.34, 0.33, 0.33)), tmp_path / "manifest.csv")
+    outputs = tmp_path / "run"
+    (outputs / "models").mkdir(parents=True)
+    torch.save(untrained_network(BUNDLE).state_dict(), outputs / "models" / "model.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), outputs / "models" / "checkpoint_epoch=9.pt")
+    (outputs / "eval").mkdir()
+    (outputs / "eval" / "events.out.tfevents.1").write_bytes(b"earlier log")
+    return Data(root, manifest, outputs, tmp_path / "scratch")
+
+
+def replace_row(data: Data, row: int, line: str) -> Path:
+    return data.manifest_with(lambda lines: lines[: row - 1] + [line] + lines[row:])
+
+
+def set_cell(data: Data, column: int, value: str, split: str = "train") -> tuple[Path, int]:
+    row, cells = data.row(split)
+    cells[column] = value
+    return replace_row(data, row, ",".join(cells)), row
+
+
+def save_checkpoint(data: Data, content: Callable[[Path], object]) -> Path:
+    path = data.tmp / "model.pt"
+    content(path)
+    return path
+
+
+# --- each damage returns (command, arguments, fragments the error line must hold) ---------------------------
+
+
+def manifest_case(data: Data, manifest: Path, *fragments) -> tuple:
+    return "manifest", ["validate", "--manifest", str(manifest), "--dataset_dir", str(data.root)], (str(manifest), *fragments)
+
+
+def empty_manifest(data):
+    (path := data.tmp / "empty.csv").write_bytes(b"")
+    return manifest_case(data, path, "file is empty")
+
+
+def header_only(data):
+    return manifest_case(data, data.manifest_with(lambda lines: lines[:1]), "no rows under the header")
+
+
+def not_utf8(data):
+    path = data.manifest_with(lambda lines: lines)
+    path.write_bytes(path.read_bytes().replace(b"TCGA_DM_0001,", "TCGA_DM_0001é,".encode("latin-1"), 1))
+    return manifest_case(data, path, "row 2", "not UTF-8")
+
+
+def extra_comma(data):
+    row, cells = data.row()
+    return manifest_case(data, replace_row(data, row, ",".join(cells[:2] + ["x"] + cells[2:])), f"row {row}", "7 cells but the header has 6")
+
+
+def missing_cell(data):
+    row, cells = data.row()
+    return manifest_case(data, replace_row(data, row, ",".join(cells[:-1])), f"row {row} column 'split'", "missing cell")
+
+
+def duplicate_header(data):
+    return manifest_case(data, data.manifest_with(lambda lines: [lines[0].replace("diagnosis", "subject")] + lines[1:]), "column 'subject' appears twice")
+
+
+def semicolons(data):
+    return manifest_case(data, data.manifest_with(lambda lines: [line.replace(",", ";") for line in lines]), "separated by ';'")
+
+
+def absolute_path(data):
+    path, row = set_cell(data, 2, str(data.file("image")))
+    return manifest_case(data, path, f"row {row} column 'image'", "absolute path")
+
+
+def outside_path(data):
+    path, row = set_cell(data, 2, "../elsewhere/slice_1.tif")
+    return manifest_case(data, path, f"row {row} column 'image'", "outside the dataset folder")
+
+
+def unknown_split(data):
+    path, row = set_cell(data, 5, "tarin")
+    return manifest_case(data, path, f"row {row} column 'split'", "tarin")
+
+
+def subject_in_two_splits(data):
+    row, cells = data.row("val")
+    cells[:2] = data.row("train")[1][0], "99"
+    return manifest_case(data, replace_row(data, row, ",".join(cells)), "column 'split'", f"row {row}", "belongs to one split")
+
+
+def duplicate_slice(data):
+    row, cells = data.row()
+    return manifest_case(data, data.manifest_with(lambda lines: lines + [",".join(cells[:2] + ["copy.tif", "copy_mask.tif"] + cells[4:])]), "slice", f"already in row {row}")
+
+
+def missing_image(data):
+    row, _ = data.row()
+    (image := data.file("image")).unlink()
+    return manifest_case(data, data.manifest, f"row {row} column 'image'", "file not found", image.name)
+
+
+def damaged_tif(content: Callable[[Path], object]):
+    def damage(data):
+        row, _ = data.row()
+        content(data.file("image"))
+        return manifest_case(data, data.manifest, f"row {row} column 'image'", "cannot read image")
+
+    return damage
+
+
+def mask_of_another_size(data):
+    row, _ = data.row()
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(data.file("label"))
+    return manifest_case(data, data.manifest, f"row {row} column 'label'", "size 128x128")
+
+
+def missing_dataset_dir(data):
+    return "manifest", ["validate", "--manifest", str(data.manifest), "--dataset_dir", str(data.tmp / "nowhere")], (str(data.tmp / "nowhere"),)
+
+
+def bundle_case(mode: str, *fragments, bundle: str = BUNDLE, **overrides) -> tuple:
+    return mode, {"bundle": bundle, **overrides}, fragments
+
+
+def train_unknown_split(data):
+    manifest, row = set_cell(data, 5, "tarin")
+    return bundle_case("train", str(manifest), f"row {row}", "column 'split'", "tarin", manifest=manifest)
+
+
+def train_missing_dataset_dir(data):
+    return bundle_case("train", "dataset_dir", "nowhere", "no such folder", dataset_dir=data.tmp / "nowhere")
+
+
+def train_empty_split(data):
+    manifest = data.manifest_with(lambda lines: [line for line in lines if not line.endswith(",val")])
+    return bundle_case("train", "no rows with split 'val'", manifest=manifest)
+
+
+def train_corrupted_image(data):
+    row, _ = data.row()
+    data.file("image").write_bytes(b"not a tif")
+    return bundle_case("train", f"row {row} column 'image'", "cannot read image")
+
+
+def train_grayscale_for_three_channels(data):
+    row, _ = data.row()
+    image = data.file("image")
+    Image.open(image).convert("L").save(image)
+    return bundle_case("train", str(image), "has 1 channel(s)", "channels [0, 1, 2]", f"row {row}", bundle="lgg_unet_small")
+
+
+def train_float_image_with_nan(data):
+    row, _ = data.row()
+    image = data.file("image")
+    Image.fromarray(np.full((256, 256), np.nan, np.float32)).save(image)
+    return bundle_case("train", str(image), "pixel format F (32-bit float)", "8-bit", f"row {row}")
+
+
+def train_mask_not_binary(data):
+    label = data.file("label")
+    Image.fromarray(np.full((256, 256), 128, np.uint8)).save(label)
+    return bundle_case("train", str(label), "values [128]", "0 and 255")
+
+
+def train_rgb_mask(data):
+    label = data.file("label")
+    Image.open(label).convert("RGB").save(label)
+    return bundle_case("train", str(label), "3 channels", "single-channel")
+
+
+def train_images_too_small(data):
+    shutil.rmtree(data.root.parent)
+    make_lgg_demo(data.root.parent, n_subjects=3, n_slices=4, size=64)
+    return bundle_case("train", "64x64 is smaller than the 256x256 this bundle works at", bundle="lgg_unet_augment")
+
+
+def output_dir_under_a_file(data):
+    (blocker := data.tmp / "a_file").write_text("not a folder")
+    return bundle_case("train", "output_dir", str(blocker / "eval"), "cannot write", output_dir=blocker / "eval")
+
+
+def resume_from_another_network(data):
+    return bundle_case("train", "checkpoint_epoch=9.pt", "does not fit this bundle's network", resume=True)
+
+
+def evaluate_without_checkpoint(data):
+    return bundle_case("evaluate", "checkpoint", str(data.tmp / "empty" / "model.pt"), "no such file", ckpt_dir=data.tmp / "empty")
+
+
+def evaluate_checkpoint(content: Callable[[Path], object], *fragments):
+    def damage(data):
+        path = save_checkpoint(data, content)
+        return bundle_case("evaluate", f"checkpoint {path}", *fragments, ckpt_path=path)
+
+    return damage
+
+
+def evaluate_missing_image(data):
+    row, _ = data.row("test")
+    (image := data.file("image", "test")).unlink()
+    return bundle_case("evaluate", f"row {row} column 'image'", image.name)
+
+
+def infer_missing_input_dir(data):
+    return bundle_case("inference", "input_dir", "nowhere", "no such folder", **{"infer#input_dir": data.tmp / "nowhere"})
+
+
+def infer_folder_without_slices(data):
+    (empty := data.tmp / "no_slices").mkdir()
+    return bundle_case("inference", str(empty), "no '*.tif' slices found", **{"infer#input_dir": empty})
+
+
+def export_not_a_bundle(data):
+    return "export", [str(data.tmp), "--out", str(data.tmp / "out.zip")], (str(data.tmp), "not a bundle folder")
+
+
+def export_checkpoint_of_another_network(data):
+    path = save_checkpoint(data, lambda path: torch.save(torch.nn.Linear(2, 2).state_dict(), path))
+    return "export", [str(REPO / "bundles" / BUNDLE), "--out", str(data.tmp / "out.zip"), "--ckpt_path", str(path)], (f"checkpoint {path}", "does not fit")
+
+
+def report_truncated_summary(data):
+    (eval_dir := data.tmp / "eval").mkdir()
+    (eval_dir / "test_summary.json").write_text('{"classes": {"tumour": ')
+    return "report", ["compare", str(eval_dir), "--out", str(data.tmp / "table.csv")], (str(eval_dir / "test_summary.json"), "unreadable JSON")
+
+
+def pickled_class(path: Path) -> None:
+    torch.save({"model": Data(Path(), Path(), Path(), Path())}, path)
+
+
+CASES = {
+    "manifest: zero-byte file": empty_manifest,
+    "manifest: header only": header_only,
+    "manifest: not UTF-8": not_utf8,
+    "manifest: a comma too many": extra_comma,
+    "manifest: a cell missing": missing_cell,
+    "manifest: duplicate header name": duplicate_header,
+    "manifest: semicolon-separated": semicolons,
+    "manifest: absolute path": absolute_path,
+    "manifest: path outside the dataset": outside_path,
+    "manifest: unknown split": unknown_split,
+    "manifest: subject in two splits": subject_in_two_splits,
+    "manifest: same slice twice": duplicate_slice,
+    "manifest: missing image": missing_image,
+    "manifest: zero-byte .tif": damaged_tif(lambda path: path.write_bytes(b"")),
+    "manifest: truncated .tif": damaged_tif(lambda path: path.write_bytes(path.read_bytes()[:200])),
+    "manifest: text file named .tif": damaged_tif(lambda path: path.write_text("not an image")),
+    "manifest: mask of another size": mask_of_another_size,
+    "manifest: missing dataset_dir": missing_dataset_dir,
+    "train: missing dataset_dir": train_missing_dataset_dir,
+    "train: unknown split": train_unknown_split,
+    "train: empty split it needs": train_empty_split,
+    "train: text file named .tif": train_corrupted_image,
+    "train: grayscale image, 3-channel bundle": train_grayscale_for_three_channels,
+    "train: float image with NaN": train_float_image_with_nan,
+    "train: mask not binary": train_mask_not_binary,
+    "train: RGB mask": train_rgb_mask,
+    "train: images smaller than image_size": train_images_too_small,
+    "train: output_dir not writable": output_dir_under_a_file,
+    "train: resume from another network": resume_from_another_network,
+    "evaluate: no checkpoint": evaluate_without_checkpoint,
+    "evaluate: checkpoint of another network": evaluate_checkpoint(lambda path: torch.save(torch.nn.Linear(2, 2).state_dict(), path), "does not fit this bundle's network"),
+    "evaluate: checkpoint that runs code": evaluate_checkpoint(pickled_class, "refused, loading it would run code"),
+    "evaluate: truncated checkpoint": evaluate_checkpoint(lambda path: path.write_bytes(b"PK\x03\x04 half a zip"), "damaged or not a PyTorch checkpoint"),
+    "evaluate: missing image": evaluate_missing_image,
+    "inference: missing input_dir": infer_missing_input_dir,
+    "inference: folder without slices": infer_folder_without_slices,
+    "export: not a bundle folder": export_not_a_bundle,
+    "export: checkpoint of another network": export_checkpoint_of_another_network,
+    "report: truncated summary JSON": report_truncated_summary,
+}
+
+
+@pytest.mark.parametrize("damage", CASES.values(), ids=CASES.keys())
+def test_bad_input_ends_in_one_line_and_keeps_earlier_outputs(data, damage, capsys):
+    data.tmp.mkdir()
+    before = tree_digest(data.outputs)
+    command, arguments, fragments = damage(data)
+    if command in ("train", "evaluate", "inference"):
+        bundle = arguments.pop("bundle")
+        settings = {"dataset_dir": data.root, "manifest": data.manifest, "ckpt_dir": data.outputs / "models", "output_dir": data.outputs / "eval"}
+        assert_one_line_error(run_bundle(bundle, command, epochs=1, **{**settings, **fast(bundle), **arguments}), *fragments)
+    else:
+        assert main([command, *arguments]) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and all(fragment in err[0] for fragment in fragments), err
+    assert tree_digest(data.outputs) == before
+
+
+ACCEPTED = {
+    "Windows line endings": lambda data: data.manifest_with(lambda lines: lines, newline="\r\n"),
+    "UTF-8 with a byte-order mark (Excel)": lambda data: data.manifest_with(lambda lines: lines, encoding="utf-8-sig"),
+    "spaces and non-ASCII letters in paths": lambda data: rename_subject_folder(data, "Patient Zoë 1"),
+}
+
+
+def rename_subject_folder(data: Data, name: str) -> Path:
+    folder = data.file("image").parent
+    folder.rename(folder.with_name(name))
+    return data.manifest_with(lambda lines: [line.replace(f"{folder.name}/", f"{name}/") for line in lines])
+
+
+@pytest.mark.parametrize("prepare", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_manifests_a_spreadsheet_may_write_are_accepted(data, prepare, capsys):
+    data.tmp.mkdir()
+    manifest = prepare(data)
+    assert main(["manifest", "validate", "--manifest", str(manifest), "--dataset_dir", str(data.root)]) == 0, capsys.readouterr().err
+    assert "OK" in capsys.readouterr().out
