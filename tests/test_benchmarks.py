@@ -1,0 +1,44 @@
+"""Smoke test of the throughput harness, benchmarks/train_throughput.py: tiny sizes, every figure present and
+sane. No timing is asserted (speed is measured with the harness itself, see README's Performance section)."""
+
+import json
+import subprocess
+import sys
+
+from bundle_utils import REPO
+
+HARNESS = REPO / "benchmarks" / "train_throughput.py"
+TINY = ["--set=network_def#features=2", "--set=batch_size=2", "--set=image_size=[32,32]", "--steps=1", "--warmup=1"]
+
+
+def harness(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HARNESS), *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_every_variant_of_training_and_inference_is_reported(tmp_path, lgg_demo_root, lgg_demo_manifest):
+    out = tmp_path / "bce.json"
+    result = harness("--bundle", "bundles/lgg_unet_bce", "--dataset_dir", lgg_demo_root, "--manifest", lgg_demo_manifest, "--out", out, *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["bundle"] == "lgg_unet_bce" and report["device"] == "cpu" and report["batch_size"] == 2
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["torch_threads"] >= 1 and report["machine"]["monai"]
+    for phase in ("train", "inference"):
+        for variant in ("naive", "project", "limit"):
+            figures = report[phase][variant]
+            assert figures["images"] == 2, (phase, variant)
+            assert figures["images_per_s"] > 0 and figures["seconds"] > 0 and figures["wall_s"] > 0
+            assert 100 < figures["peak_rss_mib"] < 16 * 1024  # MiB of a process that imported torch
+        assert report[phase]["project_over_limit"] > 0 and report[phase]["project_over_naive"] > 0
+        assert report[phase]["project"]["cache_fill_s"] > 0
+    assert report["inference"]["project"]["validation_images_per_s"] > 0 and report["inference"]["limit"]["windows_per_image"] == 1
+    table = out.with_suffix(".md").read_text()
+    assert "| project / limit |" in table and table in result.stdout
+    assert all(out.with_suffix(f".{phase}_{variant}.log").is_file() for phase in ("train", "infer") for variant in ("naive", "project", "limit"))
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, lgg_demo_root):
+    missing_bundle = harness("--bundle", tmp_path / "nope", "--dataset_dir", lgg_demo_root)
+    missing_data = harness("--bundle", "bundles/lgg_unet_bce", "--dataset_dir", tmp_path / "nope")
+    bad_variant = harness("--bundle", "bundles/lgg_unet_bce", "--dataset_dir", lgg_demo_root, "--variants", "train_fast")
+    for result, fragment in ((missing_bundle, "not a bundle folder"), (missing_data, "--dataset_dir"), (bad_variant, "unknown train_fast")):
+        assert result.returncode == 2 and fragment in result.stderr.strip().splitlines()[-1], result.stderr
