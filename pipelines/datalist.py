@@ -1,6 +1,9 @@
 """Datalists for MONAI datasets, read from validated manifests or from a folder of slices.
 
 Bundle configs call these by name, e.g. ``"$pipelines.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
+Two options change what a split holds: ``fold`` replaces the manifest's split column by patient-level k-fold
+cross-validation roles (:func:`pipelines.manifest.fold_splits`), and ``neighbours`` turns each item into a
+2.5D stack of neighbouring slices of the same patient (:func:`stacked_channels` says where their channels land).
 A bad manifest or dataset folder ends the run with one ``error: ...`` line and exit code 1 before
 any image is read or any output is written (see :func:`pipelines.errors.exit_on_input_error`).
 """
@@ -11,7 +14,7 @@ import functools
 import logging
 import os
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +22,9 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import SPLITS, validate_manifest
+from pipelines.manifest import SPLITS, fold_splits, validate_manifest
 
-__all__ = ["balanced_sampler", "check_manifest", "load_folder", "load_split", "split_rows"]
+__all__ = ["balanced_sampler", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +34,26 @@ def _validated_rows(manifest: str, dataset_dir: str, mtime_ns: int) -> tuple[dic
     return tuple(validate_manifest(manifest, dataset_dir))
 
 
-def _rows(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required: Sequence[str]) -> tuple[dict, ...]:
-    """Rows of the manifest, every file checked once per process; raises InputError if a required split is empty."""
+def _rows(
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+) -> tuple[dict, ...]:
+    """Rows of the manifest, every file checked once per process; raises InputError if a required split is empty.
+
+    With ``fold`` (0..folds-1), each row's ``split`` is its subject's role in that cross-validation fold:
+    the subjects of all rows, whatever their split column, go to ``folds`` folds (seeded with ``seed``).
+    """
     manifest_path, root = Path(manifest).resolve(), Path(dataset_dir).resolve()
     if not root.is_dir():
         raise InputError(f"dataset_dir {dataset_dir}: no such folder (pass --dataset_dir <root of the data>)")
     if not manifest_path.is_file():
         raise InputError(f"manifest {manifest}: no such file (pass --manifest <csv>)")
     rows = _validated_rows(str(manifest_path), str(root), manifest_path.stat().st_mtime_ns)
+    if fold is not None:  # every role has subjects: 3 <= folds <= subjects
+        try:
+            split_of = fold_splits((row["subject"] for row in rows), fold, folds, seed)
+        except InputError as err:
+            raise InputError(f"manifest {manifest}: {err}") from None
+        return tuple({**row, "split": split_of[row["subject"]]} for row in rows)
     present = {row["split"] for row in rows}
     if not set(required) <= present:
         validate_manifest(manifest_path, root, required_splits=tuple(required), check_files=False)  # raises the one-line error
@@ -46,34 +61,50 @@ def _rows(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required:
 
 
 @exit_on_input_error
-def check_manifest(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required_splits: Sequence[str]) -> None:
-    """Validate the whole manifest against ``dataset_dir`` and log one line of counts per split.
+def check_manifest(
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required_splits: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+) -> None:
+    """Validate the whole manifest against ``dataset_dir`` (and the fold settings) and log one line of counts per split.
 
     Meant for a bundle's ``initialize`` step, so that every mistake surfaces before training starts.
     """
-    rows = _rows(manifest, dataset_dir, required_splits)
-    counts = {split: sum(r["split"] == split for r in rows) for split in SPLITS}
-    logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    rows = _rows(manifest, dataset_dir, required_splits, fold, folds, seed)
+    counts = {split: f"{sum(r['split'] == split for r in rows)} slices / {len({r['subject'] for r in rows if r['split'] == split})} subjects" for split in SPLITS}
+    source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} (seed {seed})"
+    logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir}; {source}: {', '.join(f'{k} {v}' for k, v in counts.items())}")
 
 
-def split_rows(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str]) -> list[dict]:
+def split_rows(
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+) -> list[dict]:
     """Validated manifest rows of one split (or several), in manifest order; raises :class:`InputError`.
 
-    Each row has the manifest's columns (paths relative to ``dataset_dir``) and ``row``, its line number.
+    Each row has the manifest's columns (paths relative to ``dataset_dir``) and ``row``, its line number;
+    with ``fold``, ``split`` is the subject's role in that cross-validation fold (see :func:`_rows`).
     """
     splits = [split] if isinstance(split, str) else list(split)
-    return [row for row in _rows(manifest, dataset_dir, splits) if row["split"] in splits]
+    return [row for row in _rows(manifest, dataset_dir, splits, fold, folds, seed) if row["split"] in splits]
 
 
 @exit_on_input_error
-def load_split(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str]) -> list[dict]:
+def load_split(
+    manifest: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    split: str | Sequence[str],
+    neighbours: int = 0,
+    fold: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> list[dict]:
     """Items of one split (or several) for a MONAI dataset.
 
     Returns a list of dicts, one per slice, in manifest order: ``image`` and ``label`` as absolute paths,
-    ``subject`` (str), ``slice`` (int), ``diagnosis`` (0/1).
+    ``subject`` (str), ``slice`` (int), ``diagnosis`` (0/1). With ``neighbours`` > 0, ``image`` is the list
+    of paths of a 2.5D stack (see :func:`_with_neighbours`). ``fold``, ``folds``, ``seed``: cross-validation
+    fold instead of the split column (see :func:`_rows`).
     """
     root = Path(dataset_dir).resolve()
-    return [
+    items = [
         {
             "image": str(root / row["image"]),
             "label": str(root / row["label"]),
@@ -81,8 +112,43 @@ def load_split(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, spli
             "slice": row["slice"],
             "diagnosis": row["diagnosis"],
         }
-        for row in split_rows(manifest, dataset_dir, split)
+        for row in split_rows(manifest, dataset_dir, split, fold, folds, seed)
     ]
+    return _with_neighbours(items, neighbours)
+
+
+def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -> list[int]:
+    """Indices of ``channels`` of every slice in the channel-first image loaded from a 2.5D item.
+
+    ``LoadImaged`` concatenates the files of an item's ``image`` list along the channel axis, ``bands``
+    channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`_with_neighbours`: the slice
+    itself, then slice -1, +1, -2, +2, ... E.g. FLAIR (``[1]``) with 1 neighbour each side: ``[1, 4, 7]``.
+    With ``neighbours`` 0: ``channels`` unchanged.
+    """
+    return [bands * k + channel for k in range(2 * neighbours + 1) for channel in channels]
+
+
+def _with_neighbours(items: list[dict], neighbours: int) -> list[dict]:
+    """Items whose ``image`` is the path list [slice s, s-1, s+1, ..., s-n, s+n] of the same subject (n = ``neighbours``).
+
+    A neighbour the subject lacks (before its first or after its last slice, or in a gap of the slice
+    numbers) is replaced by the nearest slice between it and slice s: edges repeat the edge slice, a lone
+    slice repeats itself. Items of other subjects are never mixed in. ``neighbours`` 0 returns ``items``.
+    """
+    if not isinstance(neighbours, int) or neighbours < 0:
+        raise InputError(f"neighbour_slices {neighbours!r}: expected a whole number of slices on each side, 0 or more")
+    if neighbours == 0:
+        return items
+    images: dict[str, dict[int, str]] = defaultdict(dict)
+    for item in items:
+        images[item["subject"]][item["slice"]] = item["image"]
+
+    def nearest(subject: str, current: int, offset: int) -> str:
+        toward_current = range(offset, 0, -1 if offset > 0 else 1)
+        return next((images[subject][current + d] for d in toward_current if current + d in images[subject]), images[subject][current])
+
+    offsets = [sign * distance for distance in range(1, neighbours + 1) for sign in (-1, 1)]
+    return [{**item, "image": [item["image"], *(nearest(item["subject"], item["slice"], o) for o in offsets)]} for item in items]
 
 
 def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 0) -> WeightedRandomSampler:
@@ -100,13 +166,14 @@ _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
 @exit_on_input_error
-def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", exclude_suffix: str = "_mask") -> list[dict]:
+def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", exclude_suffix: str = "_mask", neighbours: int = 0) -> list[dict]:
     """Items for inference on a folder of slices without a manifest.
 
     Finds ``pattern`` files below ``input_dir`` (recursively), skipping stems that end with
     ``exclude_suffix``. ``subject`` is the file's parent folder name and ``slice`` the number that ends
     the file stem (its rank within the folder when there is none). Returns dicts with ``image``
-    (absolute path), ``subject`` and ``slice``, sorted by subject then slice.
+    (absolute path, or a 2.5D path list with ``neighbours`` > 0, as :func:`load_split`), ``subject`` and
+    ``slice``, sorted by subject then slice.
     """
     root = Path(input_dir)
     if not root.is_dir():
@@ -118,4 +185,4 @@ def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", exclude_su
     for rank, path in enumerate(files):
         number = _TRAILING_NUMBER.search(path.stem)
         items.append({"image": str(path.resolve()), "subject": path.parent.name, "slice": int(number.group(1)) if number else rank})
-    return sorted(items, key=lambda item: (item["subject"], item["slice"]))
+    return _with_neighbours(sorted(items, key=lambda item: (item["subject"], item["slice"])), neighbours)

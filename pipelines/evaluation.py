@@ -10,6 +10,8 @@ Conventions (stated again in every summary JSON):
   summed counts; mean (and spread) over subjects. This is the convention of Buda et al. 2019.
 - ``mean_over_classes``: the unweighted mean over the scored classes of each class's ``per_slice`` and
   ``per_subject_3d`` score (for a single class, that class's score).
+- ``postprocessed`` (only with a ``postprocessing`` transform): the same scores after that transform has
+  been applied to each subject's stacked 3D prediction, e.g. MONAI's ``KeepLargestConnectedComponent``.
 
 Precision is undefined where nothing is predicted and recall where the ground truth is empty; those
 cells are left empty (NaN) and skipped by the means. Dice and Jaccard are always defined.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ CONVENTIONS = {
     "mean_over_classes": "unweighted mean over the scored classes of each class's per_slice and per_subject_3d score",
 }
 METRICS = ("dice", "jaccard", "precision", "recall")
+POSTPROCESSED = "postprocessed"
 
 
 def scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,6 +76,17 @@ def _mean(values: pd.Series) -> float | None:
     return None if math.isnan(value) else round(float(value), 6)
 
 
+def _describe(transform: Callable) -> list[str]:
+    """Class names of a transform, or of each transform of a MONAI ``Compose``, for the summary."""
+    return [type(t).__name__ for t in getattr(transform, "transforms", [transform])]
+
+
+def _suffixed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``frame``'s ``keys`` and its count and score columns, the latter renamed ``<column>_postprocessed``."""
+    scores = [c for c in frame.columns if c.split("_", 1)[0] in ("tp", "fp", "fn", *METRICS)]
+    return frame[[*keys, *scores]].rename(columns={c: f"{c}_{POSTPROCESSED}" for c in scores})
+
+
 class SegmentationMetricsWriter:
     """Ignite handler that scores every slice an evaluator sees and aggregates per subject.
 
@@ -89,12 +104,20 @@ class SegmentationMetricsWriter:
       ``<prefix>_per_subject.csv`` (counts and ``dice_<class>``, ``jaccard_<class>``, ... columns per
       class) and ``<prefix>_summary.json`` (per class under ``classes``, and ``mean_over_classes``).
 
+    With ``postprocessing``, every subject's binarised predictions are also stacked into one
+    ``(C, H, W, S)`` volume (its S slices in slice order along the last axis, values 0/1) and passed
+    through that transform (e.g. MONAI's ``KeepLargestConnectedComponent``, which must return the same
+    shape, 0/1 or boolean); the tables gain the same columns suffixed ``_postprocessed``, the summary a
+    ``postprocessed`` block shaped like its top level (``classes``, ``mean_over_classes``), and the
+    metrics ``<prefix>_dice_3d_postprocessed``. Slices with gaps in their numbers are stacked adjacently.
+
     Args:
         class_names: one name per channel of pred/label, e.g. ``["tumour"]``.
         output_dir: folder for the files; ``None`` only sets the metrics.
         prefix: file and metric name prefix, e.g. ``"test"`` or ``"val"``.
         include_background: score channel 0 too (False drops it, for one-hot multi-class outputs).
         extra: JSON-serialisable facts copied into the summary (checkpoint, split, manifest, ...).
+        postprocessing: optional transform of a subject's ``(C, H, W, S)`` prediction volume (see above).
     """
 
     def __init__(
@@ -106,6 +129,7 @@ class SegmentationMetricsWriter:
         pred_key: str = "pred",
         label_key: str = "label",
         extra: dict | None = None,
+        postprocessing: Callable | None = None,
     ) -> None:
         self.class_names = list(class_names)
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -113,7 +137,9 @@ class SegmentationMetricsWriter:
         self.include_background = include_background
         self.pred_key, self.label_key = pred_key, label_key
         self.extra = dict(extra or {})
+        self.postprocessing = postprocessing
         self._records: list[dict] = []
+        self._masks: list[tuple[str, int, np.ndarray, np.ndarray]] = []  # (subject, slice, pred, label) when post-processing
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
@@ -121,18 +147,63 @@ class SegmentationMetricsWriter:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._complete)
 
     def _reset(self, engine: Engine) -> None:
-        self._records = []
+        self._records, self._masks = [], []
+
+    def _counts(self, pred: torch.Tensor, label: torch.Tensor) -> list[dict[str, int]]:
+        """``tp_<class>``, ``fp_<class>``, ``fn_<class>`` pixel counts of each item of batch-first (B, C, H, W) masks."""
+        counts = get_confusion_matrix(pred, label, include_background=self.include_background)  # (B, classes, 4)
+        if counts.shape[1] != len(self.class_names):
+            raise ValueError(f"{counts.shape[1]} scored channel(s) but class_names has {len(self.class_names)}: {self.class_names}")
+        return [
+            {f"{kind}_{name}": value for name, (tp, fp, _tn, fn) in zip(self.class_names, item) for kind, value in (("tp", tp), ("fp", fp), ("fn", fn))}
+            for item in counts.long().tolist()
+        ]
 
     def _collect(self, engine: Engine) -> None:
         for item, output in zip(engine.state.batch, engine.state.output):
             pred, label = output[self.pred_key], output[self.label_key]
-            counts = get_confusion_matrix(pred[None], label[None], include_background=self.include_background)[0]
-            if counts.shape[0] != len(self.class_names):
-                raise ValueError(f"{counts.shape[0]} scored channel(s) but class_names has {len(self.class_names)}: {self.class_names}")
             record = {"subject": str(item["subject"]), "slice": int(item["slice"]), "image": _filename(item.get("image")), "label": _filename(item.get("label"))}
-            for name, (tp, fp, _tn, fn) in zip(self.class_names, counts.long().tolist()):
-                record.update({f"tp_{name}": tp, f"fp_{name}": fp, f"fn_{name}": fn})
-            self._records.append(record)
+            self._records.append({**record, **self._counts(pred[None], label[None])[0]})
+            if self.postprocessing is not None:
+                self._masks.append((record["subject"], record["slice"], *(np.asarray(t.detach().cpu(), dtype=bool) for t in (pred, label))))
+
+    def _postprocessed_records(self) -> list[dict]:
+        """Per-slice counts after ``postprocessing`` of each subject's stacked (C, H, W, S) prediction volume."""
+        by_subject: dict[str, list] = defaultdict(list)
+        for subject, number, pred, label in self._masks:
+            by_subject[subject].append((number, pred, label))
+        records = []
+        for subject, slices in by_subject.items():
+            numbers, preds, labels = zip(*sorted(slices, key=lambda entry: entry[0]))
+            volume = self.postprocessing(torch.from_numpy(np.stack(preds, axis=-1)).float())
+            post = torch.as_tensor(volume).float().movedim(-1, 0)  # (S, C, H, W)
+            counts = self._counts(post, torch.from_numpy(np.stack(labels)).float())
+            records += [{"subject": subject, "slice": number, **item} for number, item in zip(numbers, counts)]
+        return records
+
+    def _tables(self, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        """Per-slice table, per-subject table and ``{"classes": ..., "mean_over_classes": ...}`` of count records."""
+        slices = self._scored(pd.DataFrame(records).sort_values(["subject", "slice"], kind="stable"))
+        count_cols = [c for c in slices.columns if c.split("_", 1)[0] in ("tp", "fp", "fn")]
+        subjects = self._scored(slices.groupby("subject", sort=True)[count_cols].sum().reset_index())
+        subjects.insert(1, "slices", slices.groupby("subject", sort=True).size().to_numpy())
+        classes = {}
+        for name in self.class_names:
+            present = slices[slices[f"tp_{name}"] + slices[f"fn_{name}"] > 0]
+            groups = {"per_slice": slices, f"slices_with_{name}": present, "per_subject_3d": subjects}
+            classes[name] = {
+                group: {"n": int(len(frame)), **{metric: _mean(frame[f"{metric}_{name}"]) for metric in METRICS}}
+                for group, frame in groups.items()
+            }
+            dice_3d = subjects[f"dice_{name}"]
+            classes[name]["per_subject_3d"].update(
+                dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
+            )
+        mean_over_classes = {
+            group: {metric: _mean(pd.Series([scores[group][metric] for scores in classes.values()], dtype=float)) for metric in METRICS}
+            for group in ("per_slice", "per_subject_3d")
+        }
+        return slices, subjects, {"classes": classes, "mean_over_classes": mean_over_classes}
 
     def _scored(self, counts: pd.DataFrame) -> pd.DataFrame:
         scored = counts.copy()
@@ -144,43 +215,31 @@ class SegmentationMetricsWriter:
 
     def summarise(self) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         """Per-slice table, per-subject table and summary dict of everything collected so far."""
-        slices = self._scored(pd.DataFrame(self._records).sort_values(["subject", "slice"], kind="stable"))
-        count_cols = [c for c in slices.columns if c.split("_", 1)[0] in ("tp", "fp", "fn")]
-        subjects = self._scored(slices.groupby("subject", sort=True)[count_cols].sum().reset_index())
-        subjects.insert(1, "slices", slices.groupby("subject", sort=True).size().to_numpy())
-        summary: dict = {
-            **self.extra,
-            "n_subjects": int(len(subjects)),
-            "n_slices": int(len(slices)),
-            "conventions": CONVENTIONS,
-            "classes": {},
-        }
-        for name in self.class_names:
-            present = slices[slices[f"tp_{name}"] + slices[f"fn_{name}"] > 0]
-            groups = {"per_slice": slices, f"slices_with_{name}": present, "per_subject_3d": subjects}
-            summary["classes"][name] = {
-                group: {"n": int(len(frame)), **{metric: _mean(frame[f"{metric}_{name}"]) for metric in METRICS}}
-                for group, frame in groups.items()
-            }
-            dice_3d = subjects[f"dice_{name}"]
-            summary["classes"][name]["per_subject_3d"].update(
-                dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
-            )
-        summary["mean_over_classes"] = {
-            group: {metric: _mean(pd.Series([scores[group][metric] for scores in summary["classes"].values()], dtype=float)) for metric in METRICS}
-            for group in ("per_slice", "per_subject_3d")
-        }
+        slices, subjects, scores = self._tables(self._records)
+        summary: dict = {**self.extra, "n_subjects": int(len(subjects)), "n_slices": int(len(slices)), "conventions": CONVENTIONS, **scores}
+        if self.postprocessing is not None:
+            post_slices, post_subjects, post_scores = self._tables(self._postprocessed_records())
+            summary[POSTPROCESSED] = {"transforms": _describe(self.postprocessing), **post_scores}
+            slices = slices.merge(_suffixed(post_slices, ["subject", "slice"]), on=["subject", "slice"], validate="one_to_one")
+            subjects = subjects.merge(_suffixed(post_subjects, ["subject"]), on="subject", validate="one_to_one")
         return slices, subjects, summary
+
+    def _set_metrics(self, engine: Engine, scores: dict, suffix: str = "") -> None:
+        """``<prefix>_dice_3d<suffix>`` (mean over classes) and, with several classes, one per class."""
+        dice_3d = {name: scores["classes"][name]["per_subject_3d"]["dice"] for name in self.class_names}
+        engine.state.metrics[f"{self.prefix}_dice_3d{suffix}"] = float(np.mean(list(dice_3d.values())))
+        if len(self.class_names) > 1:
+            engine.state.metrics.update({f"{self.prefix}_dice_3d_{name}{suffix}": value for name, value in dice_3d.items()})
 
     def _complete(self, engine: Engine) -> None:
         self._records = gather(self._records)  # under torchrun: every rank's slices, so every rank gets the same scores
+        self._masks = gather(self._masks)
         if not self._records:
             return
         slices, subjects, summary = self.summarise()
-        dice_3d = {name: summary["classes"][name]["per_subject_3d"]["dice"] for name in self.class_names}
-        engine.state.metrics[f"{self.prefix}_dice_3d"] = float(np.mean(list(dice_3d.values())))
-        if len(self.class_names) > 1:
-            engine.state.metrics.update({f"{self.prefix}_dice_3d_{name}": value for name, value in dice_3d.items()})
+        self._set_metrics(engine, summary)
+        if self.postprocessing is not None:
+            self._set_metrics(engine, summary[POSTPROCESSED], f"_{POSTPROCESSED}")
         if self.output_dir is None or not is_rank_zero():
             return
         for frame, name in ((slices, "per_slice"), (subjects, "per_subject")):

@@ -58,6 +58,34 @@ def assign_splits(subjects: Iterable[str], seed: int = 0, ratios=DEFAULT_RATIOS)
     return {unique[index]: split for index, split in zip(order, split_of_position)}
 
 
+def assign_folds(subjects: Iterable[str], folds: int, seed: int = 0) -> dict[str, int]:
+    """Map each unique subject to a cross-validation fold in ``0..folds-1``; fold sizes differ by at most one.
+
+    Sorted unique subjects are permuted with ``numpy.random.default_rng(seed)``; the subject at position
+    ``i`` of the permutation goes to fold ``i % folds``. Needs 3 <= ``folds`` <= number of subjects
+    (a test, a validation and at least one training fold), else raises :class:`InputError`.
+    """
+    unique = sorted(set(subjects))
+    if not (isinstance(folds, int) and 3 <= folds <= len(unique)):
+        raise InputError(f"folds {folds}: need at least 3 folds (test, validation, training) and at most one per subject "
+                         f"({len(unique)} subjects)")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return {unique[index]: position % folds for position, index in enumerate(order)}
+
+
+def fold_splits(subjects: Iterable[str], fold: int, folds: int, seed: int = 0) -> dict[str, str]:
+    """Map each unique subject to a split of :data:`SPLITS` for cross-validation fold ``fold``.
+
+    Folds come from :func:`assign_folds`: fold ``fold`` is ``test``, fold ``(fold + 1) % folds`` is ``val``
+    and the other folds are ``train``. ``fold`` outside ``0..folds-1`` is an :class:`InputError`.
+    """
+    fold_of = assign_folds(subjects, folds, seed)
+    if not (isinstance(fold, int) and 0 <= fold < folds):
+        raise InputError(f"fold {fold}: must be one of 0..{folds - 1} with folds {folds}")
+    roles = {fold: "test", (fold + 1) % folds: "val"}
+    return {subject: roles.get(k, "train") for subject, k in fold_of.items()}
+
+
 def build_kaggle_3m(dataset_dir, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
     """Scan a ``kaggle_3m`` folder into manifest rows sorted by (subject, slice), split per subject.
 

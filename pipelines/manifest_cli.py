@@ -1,4 +1,4 @@
-"""Command line for slice manifests: build (LGG kaggle_3m or OASIS), validate, restrict, summary, demo-data.
+"""Command line for slice manifests: build (LGG kaggle_3m or OASIS), validate, restrict, summary, folds, demo-data.
 
 Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
 """
@@ -6,9 +6,11 @@ Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 
 from pipelines import manifest
+from pipelines.atomic import atomic_path
 from pipelines.demo import make_lgg_demo
 from pipelines.errors import InputError, run_subcommand
 from pipelines.oasis import build_oasis
@@ -47,13 +49,39 @@ def _restrict(args) -> None:
     print(f"wrote {args.out}: {len(rows)} rows with files under {args.dataset_dir}; {_split_counts(rows)}")
 
 
-def _summary(args) -> None:
-    table = manifest.split_summary(manifest.validate_manifest(args.manifest, None, check_files=False))
+def _print_table(table: list[dict]) -> None:
+    """Columns padded to their widest cell: the first left-aligned, the others right-aligned."""
     columns = list(table[0])
     widths = [max(len(column), *(len(str(entry[column])) for entry in table)) for column in columns]
     for line in [dict(zip(columns, columns)), *table]:
         cells = [str(line[column]).rjust(width) for column, width in zip(columns, widths)]
-        print("  ".join([str(line["split"]).ljust(widths[0]), *cells[1:]]))
+        print("  ".join([str(line[columns[0]]).ljust(widths[0]), *cells[1:]]))
+
+
+def _summary(args) -> None:
+    _print_table(manifest.split_summary(manifest.validate_manifest(args.manifest, None, check_files=False)))
+
+
+def _folds(args) -> None:
+    rows = manifest.validate_manifest(args.manifest, None, check_files=False)
+    try:
+        fold_of = manifest.assign_folds((row["subject"] for row in rows), args.folds, args.seed)
+        roles = manifest.fold_splits(list(fold_of), args.fold, args.folds, args.seed) if args.fold is not None else {}
+    except InputError as err:
+        raise InputError(f"{args.manifest}: {err}") from None
+    table = []
+    for fold in range(args.folds):
+        members = [row for row in rows if fold_of[row["subject"]] == fold]
+        subjects = sorted({row["subject"] for row in members})
+        table.append({"fold": fold, **({"split": roles[subjects[0]]} if roles else {}), "subjects": len(subjects), "slices": len(members),
+                      "tumour_slices": sum(row["diagnosis"] for row in members)})
+    _print_table(table)
+    if args.out:
+        with atomic_path(args.out) as partial, partial.open("w", encoding="utf-8", newline="") as stream:
+            writer = csv.writer(stream, lineterminator="\n")
+            writer.writerow(["subject", "fold", *(["split"] if roles else [])])
+            writer.writerows([subject, fold, *([roles[subject]] if roles else [])] for subject, fold in sorted(fold_of.items()))
+        print(f"wrote {args.out}: {len(fold_of)} subjects")
 
 
 def _demo_data(args) -> None:
@@ -109,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
                                               "and subjects with tumour, per split.")
     summary.add_argument("--manifest", required=True, help="manifest CSV")
     summary.set_defaults(run=_summary)
+
+    folds = commands.add_parser("folds", help="print (or write) the patient-level cross-validation folds of a manifest",
+                                description="Assign the subjects of every row (all splits pooled) to FOLDS folds as the bundles' "
+                                            "--fold/--folds/--fold_seed do: a seeded shuffle of the sorted subject IDs, fold sizes "
+                                            "differing by at most one. With --fold K: fold K is test, fold K+1 (mod FOLDS) val, the rest train.")
+    folds.add_argument("--manifest", required=True, help="manifest CSV")
+    folds.add_argument("--folds", type=int, default=5, help="number of folds, 3 to the number of subjects (default: %(default)s)")
+    folds.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle, the bundles' fold_seed (default: %(default)s)")
+    folds.add_argument("--fold", type=int, help="show the split each fold plays when fold K is the test fold")
+    folds.add_argument("--out", help="also write subject,fold[,split] CSV here")
+    folds.set_defaults(run=_folds)
 
     demo = commands.add_parser("demo-data", help="write the synthetic LGG demo dataset",
                                description="Write deterministic synthetic data in the kaggle_3m layout under "

@@ -11,7 +11,8 @@ from pipelines.bundles import bundle_command
 
 REPO = Path(__file__).resolve().parents[1]
 # narrow networks keep CPU tests quick; the recipes are otherwise unchanged
-FAST_OVERRIDES = {"lgg_unet_dicece_rgb": {"network_def#channels": "[4,8,16,32,64]", "network_def#num_res_units": 0}}
+MONAI_UNET_FAST = {"network_def#channels": "[4,8,16,32,64]", "network_def#num_res_units": 0}
+FAST_OVERRIDES = {"lgg_unet_dicece_rgb": MONAI_UNET_FAST, "lgg_best": MONAI_UNET_FAST}
 
 
 def fast(bundle: str) -> dict:

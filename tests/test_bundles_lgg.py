@@ -9,7 +9,7 @@ import pytest
 from bundle_utils import fast, run_bundle
 from PIL import Image
 
-LGG_BUNDLES = ["lgg_unet_bce", "lgg_unet_dicece_rgb", "lgg_unet_small", "lgg_unet_augment"]
+LGG_BUNDLES = ["lgg_unet_bce", "lgg_unet_dicece_rgb", "lgg_unet_small", "lgg_unet_augment", "lgg_best"]
 
 
 @pytest.fixture(scope="module", params=LGG_BUNDLES)
@@ -47,6 +47,7 @@ def test_evaluate_writes_every_dice_convention(trained, lgg_demo_manifest):
     assert tumour["slices_with_tumour"]["n"] == sum(int(row["diagnosis"]) for row in rows)
     for convention in ("per_slice", "slices_with_tumour", "per_subject_3d"):
         assert 0.0 <= tumour[convention]["dice"] <= 1.0
+    assert ("postprocessed" in summary) == (bundle == "lgg_best")  # the recipes that set postprocess_3d
     with open(run / "eval" / "test_per_slice.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     masks = list((run / "eval" / "masks").rglob("*_pred.png"))  # kept for overlays in reports

@@ -1,0 +1,157 @@
+"""Patient-level k-fold cross-validation of an LGG bundle: train and evaluate every fold, then pool the test folds.
+
+    python -m pipelines crossval bundles/lgg_best --out runs/cv/lgg_best --folds 5 --dataset_dir DATA --manifest CSV [--epochs 20 ...]
+
+Fold ``k`` runs the bundle's plain ``monai.bundle`` train and evaluate commands with ``--fold k --folds N
+--fold_seed S`` (every subject of the manifest in one of N folds; fold k is tested, fold k+1 picks the
+checkpoint, the rest train; see :func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
+``train`` and ``eval``. Every subject is in exactly one test fold, so the pooled tables score each patient
+once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject rows (with a ``fold`` column) and
+``<out>/crossval_summary.json`` per class and convention (``per_subject_3d``, ``per_slice``,
+``slices_with_<class>``) the Dice mean, std (over subjects or slices), min and max over the pooled test
+folds, and for ``per_subject_3d`` each fold's mean; a ``postprocessed`` block holds the same after the
+bundle's 3D post-processing when it has one.
+
+Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.atomic import save_atomic, write_text_atomic
+from pipelines.bundles import bundle_command
+from pipelines.errors import InputError, existing_dir
+from pipelines.evaluation import POSTPROCESSED
+
+__all__ = ["run_folds", "summarise_folds", "main"]
+
+
+def _fold_dir(out: Path, fold: int) -> Path:
+    return out / f"fold{fold}"
+
+
+def run_folds(bundle_dir: str | Path, out: str | Path, folds: int, fold_seed: int, only: list[int], overrides: dict[str, str]) -> None:
+    """Train, then evaluate on its test fold, each fold of ``only`` (every fold when empty), printing each command.
+
+    ``overrides`` go to every command (e.g. ``dataset_dir``, ``manifest``, ``epochs``). A failed command
+    stops with :class:`InputError` naming the fold and the step.
+    """
+    out = Path(out)
+    outside = [fold for fold in only if not 0 <= fold < folds]
+    if outside:
+        raise InputError(f"--only {' '.join(map(str, outside))}: folds are 0..{folds - 1} with --folds {folds}")
+    for fold in only or range(folds):
+        fold_overrides = {**overrides, "fold": fold, "folds": folds, "fold_seed": fold_seed, "ckpt_dir": _fold_dir(out, fold) / "models"}
+        for mode, output in (("train", "train"), ("evaluate", "eval")):
+            command = bundle_command(bundle_dir, mode, {**fold_overrides, "output_dir": _fold_dir(out, fold) / output})
+            print(f"\n=== fold {fold} of {folds}, {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
+            code = subprocess.run(command).returncode
+            if code:
+                raise InputError(f"fold {fold}: the {mode} step of {bundle_dir} failed (exit code {code}); see the output above")
+
+
+def _stats(values: pd.Series) -> dict:
+    """n, mean (``dice``), std over the values (``dice_std``, ddof 0), ``dice_min`` and ``dice_max``, rounded to 6 digits."""
+    stats = {"dice": values.mean(), "dice_std": values.std(ddof=0), "dice_min": values.min(), "dice_max": values.max()}
+    return {"n": int(len(values)), **{key: round(float(value), 6) for key, value in stats.items()}}
+
+
+def _pooled(subjects: pd.DataFrame, slices: pd.DataFrame, classes: list[str], suffix: str) -> dict:
+    """Per class: the Dice statistics of every convention over the pooled test folds, for the columns ending in ``suffix``."""
+    pooled = {}
+    for name in classes:
+        column = f"dice_{name}{suffix}"
+        present = slices[slices[f"tp_{name}"] + slices[f"fn_{name}"] > 0]  # ground truth is not post-processed
+        pooled[name] = {
+            "per_subject_3d": {**_stats(subjects[column]), "fold_means": [round(float(m), 6) for m in subjects.groupby("fold")[column].mean()]},
+            "per_slice": _stats(slices[column]),
+            f"slices_with_{name}": _stats(present[column]),
+        }
+    return pooled
+
+
+def summarise_folds(out: str | Path, folds: int) -> dict:
+    """Pool the evaluations under ``<out>/fold<k>/eval`` (the folds found; at least one), write
+    ``crossval_per_subject.csv`` and ``crossval_summary.json`` into ``out`` and return the summary."""
+    out = existing_dir(out, "cross-validation folder")
+    found = [fold for fold in range(folds) if (_fold_dir(out, fold) / "eval" / "test_summary.json").is_file()]
+    if not found:
+        raise InputError(f"{out}: no fold<k>/eval/test_summary.json for k in 0..{folds - 1}; run the folds first")
+    tables = {"per_subject": [], "per_slice": []}
+    for fold in found:
+        for name, frames in tables.items():
+            frames.append(pd.read_csv(_fold_dir(out, fold) / "eval" / f"test_{name}.csv").assign(fold=fold))
+    subjects, slices = (pd.concat(frames, ignore_index=True) for frames in tables.values())
+    first = json.loads((_fold_dir(out, found[0]) / "eval" / "test_summary.json").read_text())
+    classes = list(first["classes"])
+    summary = {
+        "folds": folds, "fold_seed": first.get("fold_seed"), "evaluated_folds": found, "missing_folds": sorted(set(range(folds)) - set(found)),
+        "manifest": first.get("manifest"), "n_subjects": int(len(subjects)), "n_slices": int(len(slices)),
+        "conventions": {**first["conventions"], "pooled": "each subject is scored once, by the fold that held it out; std is over subjects (or slices)"},
+        "classes": _pooled(subjects, slices, classes, ""),
+    }
+    if POSTPROCESSED in first:
+        summary[POSTPROCESSED] = {"transforms": first[POSTPROCESSED]["transforms"], "classes": _pooled(subjects, slices, classes, f"_{POSTPROCESSED}")}
+    save_atomic(out / "crossval_per_subject.csv", lambda tmp: subjects.to_csv(tmp, index=False, float_format="%.6f"))
+    write_text_atomic(out / "crossval_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _report(summary: dict) -> str:
+    """One line per class and post-processing: pooled per-patient 3D Dice (mean +- std, fold means) and slice Dice."""
+    blocks = [("raw", summary)]
+    if POSTPROCESSED in summary:
+        blocks.append((f"{POSTPROCESSED} ({' + '.join(summary[POSTPROCESSED]['transforms'])})", summary[POSTPROCESSED]))
+    lines = []
+    for label, block in blocks:
+        for name, scores in block["classes"].items():
+            d3, folds = scores["per_subject_3d"], ", ".join(f"{m:.3f}" for m in scores["per_subject_3d"]["fold_means"])
+            lines.append(f"  {name}, {label}: per patient 3D Dice {d3['dice']:.3f} +- {d3['dice_std']:.3f} over {d3['n']} patients "
+                         f"(fold means {folds}); per slice {scores['per_slice']['dice']:.3f}, {name} slices {scores[f'slices_with_{name}']['dice']:.3f}")
+    return "\n".join(lines)
+
+
+def _overrides(extra: list[str]) -> dict[str, str]:
+    """``["--epochs", "20", ...]`` -> ``{"epochs": "20"}``, passed on unchanged to ``monai.bundle run``."""
+    if len(extra) % 2 or not all(key.startswith("--") for key in extra[::2]):
+        raise InputError(f"expected --<config id> VALUE pairs after the options, got {' '.join(extra)}")
+    reserved = {"fold", "folds", "fold_seed", "ckpt_dir", "output_dir"} & {key[2:] for key in extra[::2]}
+    if reserved:
+        raise InputError(f"--{', --'.join(sorted(reserved))}: set by crossval for each fold; use --folds/--fold_seed/--only/--out")
+    return {key[2:]: value for key, value in zip(extra[::2], extra[1::2])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines crossval``; 0 on success, 2 on an input error or a failed fold (one ``error:`` line on stderr)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines crossval",
+        allow_abbrev=False,
+        description=__doc__.split("\n\n")[0],
+        epilog="Further --<config id> VALUE pairs go to every train and evaluate command, e.g. --dataset_dir DATA --manifest CSV --epochs 20.",
+    )
+    parser.add_argument("bundle", help="LGG bundle folder, e.g. bundles/lgg_best")
+    parser.add_argument("--out", required=True, help="folder for fold<k>/{models,train,eval} and the pooled summary")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
+    parser.add_argument("--fold_seed", "--fold-seed", type=int, default=0, help="seed of the subject shuffle (default: %(default)s)")
+    parser.add_argument("--only", type=int, nargs="+", default=[], metavar="K", help="run only these folds (the summary pools every fold found)")
+    parser.add_argument("--summarise-only", "--summarise_only", action="store_true", help="do not run anything; pool the folds already evaluated under --out")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        overrides = _overrides(extra)
+        if not args.summarise_only:
+            existing_dir(Path(args.bundle) / "configs", "bundle configs folder")
+            run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides)
+        summary = summarise_folds(args.out, args.folds)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nwrote {Path(args.out) / 'crossval_summary.json'} and crossval_per_subject.csv ({len(summary['evaluated_folds'])} of {args.folds} folds)\n{_report(summary)}")
+    return 0

@@ -1,0 +1,164 @@
+"""Patient-level k-fold cross-validation: fold assignment, fold datalists, the folds command and crossval."""
+
+import csv
+import json
+import re
+
+import pytest
+import torch
+from bundle_utils import REPO, assert_one_line_error, fast, run_bundle
+from ignite.engine import Engine
+
+from pipelines.crossval import main as crossval_main
+from pipelines.crossval import summarise_folds
+from pipelines.datalist import load_split
+from pipelines.demo import make_lgg_demo
+from pipelines.errors import InputError
+from pipelines.evaluation import SegmentationMetricsWriter
+from pipelines.manifest import assign_folds, build_kaggle_3m, fold_splits, write_manifest
+from pipelines.manifest_cli import main as manifest_main
+
+SUBJECTS = [f"TCGA_XX_{k:04d}" for k in range(19)]
+
+
+@pytest.mark.parametrize("folds", [3, 5, 19])
+def test_every_subject_in_exactly_one_fold_of_balanced_size(folds):
+    fold_of = assign_folds(SUBJECTS * 2, folds)  # repeated subjects (one per slice) count once
+    assert sorted(fold_of) == SUBJECTS and set(fold_of.values()) == set(range(folds))
+    sizes = [list(fold_of.values()).count(k) for k in range(folds)]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_assignment_is_reproducible_and_follows_the_seed():
+    assert assign_folds(SUBJECTS, 5, seed=3) == assign_folds(list(reversed(SUBJECTS)), 5, seed=3)  # order of the rows does not matter
+    assert assign_folds(SUBJECTS, 5, seed=3) != assign_folds(SUBJECTS, 5, seed=4)
+
+
+def test_fold_roles_test_val_train():
+    fold_of = assign_folds(SUBJECTS, 5)
+    for fold in range(5):
+        split_of = fold_splits(SUBJECTS, fold, 5)
+        assert {s for s, split in split_of.items() if split == "test"} == {s for s, k in fold_of.items() if k == fold}
+        assert {s for s, split in split_of.items() if split == "val"} == {s for s, k in fold_of.items() if k == (fold + 1) % 5}
+    tested = [s for fold in range(5) for s, split in fold_splits(SUBJECTS, fold, 5).items() if split == "test"]
+    assert sorted(tested) == SUBJECTS  # across the folds every subject is tested exactly once
+
+
+@pytest.mark.parametrize("fold, folds, message", [
+    (0, 2, "folds 2: need at least 3 folds"),
+    (0, 20, "folds 20: need at least 3 folds (test, validation, training) and at most one per subject (19 subjects)"),
+    (5, 5, "fold 5: must be one of 0..4 with folds 5"),
+    (-1, 5, "fold -1: must be one of 0..4"),
+    ("2", 5, "fold 2: must be one of 0..4"),
+])
+def test_bad_fold_settings_are_one_line_errors(fold, folds, message):
+    with pytest.raises(InputError, match="^" + re.escape(message)):
+        fold_splits(SUBJECTS, fold, folds)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(manifest, root) of 6 subjects x 3 slices of 32x32, split 4/1/1 by the split column."""
+    tmp = tmp_path_factory.mktemp("folds")
+    root = make_lgg_demo(tmp / "data", n_subjects=6, n_slices=3, size=32)
+    return write_manifest(build_kaggle_3m(root), tmp / "manifest.csv"), root
+
+
+def subjects_of(items):
+    return {item["subject"] for item in items}
+
+
+def test_fold_datalists_pool_every_split_and_never_share_a_subject(demo):
+    manifest, root = demo
+    everyone = subjects_of(load_split(manifest, root, ["train", "val", "test"]))
+    for fold in range(3):
+        parts = {split: load_split(manifest, root, split, fold=fold, folds=3, seed=1) for split in ("train", "val", "test")}
+        assert set.union(*map(subjects_of, parts.values())) == everyone and sum(len(p) for p in parts.values()) == 18
+        assert not (subjects_of(parts["train"]) & subjects_of(parts["val"]) or subjects_of(parts["train"]) & subjects_of(parts["test"])
+                    or subjects_of(parts["val"]) & subjects_of(parts["test"]))
+        assert subjects_of(parts["test"]) == {s for s, k in assign_folds(everyone, 3, seed=1).items() if k == fold}
+    assert load_split(manifest, root, "test") == load_split(manifest, root, "test", fold=None, folds=3)  # no fold: the split column
+
+
+def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
+    manifest, root = demo
+    with pytest.raises(SystemExit, match=f"^error: manifest {manifest}: folds 7: need at least 3 folds .* \\(6 subjects\\)$"):
+        load_split(manifest, root, "train", fold=0, folds=7)
+
+
+def test_bundle_with_fold_outside_the_folds_stops_with_one_line(demo, tmp_path):
+    manifest, root = demo
+    result = run_bundle("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, image_size="[32,32]", bundle_root=tmp_path, fold=3, folds=3)
+    assert_one_line_error(result, f"manifest {manifest}: fold 3: must be one of 0..2 with folds 3")
+    assert not (tmp_path / "models").exists()
+
+
+def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
+    manifest, _ = demo
+    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--out", str(tmp_path / "folds.csv")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["fold", "split", "subjects", "slices", "tumour_slices"]
+    assert [line.split()[:4] for line in table[1:4]] == [["0", "train", "2", "6"], ["1", "test", "2", "6"], ["2", "val", "2", "6"]]
+    with open(tmp_path / "folds.csv") as f:
+        written = list(csv.DictReader(f))
+    assert {row["subject"]: int(row["fold"]) for row in written} == assign_folds([row["subject"] for row in written], 3)
+    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "9"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 9: need at least 3 folds (test, validation, training) and at most one per subject (6 subjects)"
+
+
+def write_fold(out, fold, cases, postprocessing=None):
+    """An evaluated fold folder ``out/fold<k>/eval`` from (subject, slice, pred, label) cases of (1, 2, 2) masks."""
+    writer = SegmentationMetricsWriter(["tumour"], output_dir=out / f"fold{fold}" / "eval", extra={"fold": fold, "fold_seed": 0}, postprocessing=postprocessing)
+    engine = Engine(lambda e, b: [{"pred": pred, "label": label} for _, _, pred, label in cases])
+    writer.attach(engine)
+    engine.run([[{"subject": s, "slice": k, "image": f"{s}_{k}.tif"} for s, k, _, _ in cases]], max_epochs=1)
+
+
+def test_crossval_pools_each_subject_once(tmp_path):
+    full, empty = torch.ones(1, 2, 2), torch.zeros(1, 2, 2)
+    half = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    write_fold(tmp_path, 0, [("A", 1, full, full), ("A", 2, empty, empty)])  # A: 3D Dice 1, slices 1 and 1
+    write_fold(tmp_path, 2, [("B", 1, half, full), ("C", 1, full, empty)])  # B: 3D Dice 2/3; C: 0 (false positives only)
+    summary = summarise_folds(tmp_path, 3)
+    tumour = summary["classes"]["tumour"]
+    assert summary["evaluated_folds"] == [0, 2] and summary["missing_folds"] == [1] and summary["n_subjects"] == 3
+    assert tumour["per_subject_3d"]["dice"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-6)
+    assert tumour["per_subject_3d"]["fold_means"] == pytest.approx([1.0, 1 / 3], abs=1e-6)
+    assert tumour["per_slice"]["n"] == 4 and tumour["slices_with_tumour"] == pytest.approx({"n": 2, "dice": 5 / 6, "dice_std": 1 / 6, "dice_min": 2 / 3, "dice_max": 1.0}, abs=1e-6)
+    assert "postprocessed" not in summary
+    with open(tmp_path / "crossval_per_subject.csv") as f:
+        assert [(row["subject"], row["fold"]) for row in csv.DictReader(f)] == [("A", "0"), ("B", "2"), ("C", "2")]
+
+
+def test_crossval_reports_post_processing_when_the_folds_have_it(tmp_path):
+    full, empty = torch.ones(1, 2, 2), torch.zeros(1, 2, 2)
+    write_fold(tmp_path, 0, [("A", 1, full, full), ("A", 2, full, empty)], postprocessing=lambda volume: volume * torch.tensor([1.0, 0.0]))  # drops slice 2
+    summary = summarise_folds(tmp_path, 3)
+    assert summary["classes"]["tumour"]["per_subject_3d"]["dice"] == pytest.approx(2 / 3, abs=1e-6)
+    assert summary["postprocessed"]["classes"]["tumour"]["per_subject_3d"]["dice"] == 1.0
+    assert summary["postprocessed"]["transforms"] == ["function"]
+
+
+def test_crossval_errors(tmp_path, capsys):
+    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--summarise-only"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: no fold<k>/eval/test_summary.json for k in 0..4; run the folds first"
+    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--only", "5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --only 5: folds are 0..4 with --folds 5"
+    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 2
+    assert "--fold: set by crossval for each fold" in capsys.readouterr().err
+
+
+def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):
+    manifest, root = demo
+    overrides = {"dataset_dir": root, "manifest": manifest, "epochs": 1, "image_size": "[32,32]", **fast("lgg_best"), "batch_size": 4}
+    argv = [str(REPO / "bundles" / "lgg_best"), "--out", str(tmp_path), "--folds", "3", "--only", "1"]
+    assert crossval_main(argv + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
+    summary = json.loads((tmp_path / "crossval_summary.json").read_text())
+    test_subjects = {s for s, k in assign_folds([f"TCGA_DM_{k:04d}" for k in range(1, 7)], 3).items() if k == 1}
+    assert summary["evaluated_folds"] == [1] and summary["n_subjects"] == len(test_subjects)
+    assert summary["postprocessed"]["transforms"] == ["KeepLargestConnectedComponent"]
+    fold_summary = json.loads((tmp_path / "fold1" / "eval" / "test_summary.json").read_text())
+    assert (fold_summary["fold"], fold_summary["folds"]) == (1, 3) and (tmp_path / "fold1" / "models" / "model.pt").is_file()
+    with open(tmp_path / "crossval_per_subject.csv") as f:
+        assert {row["subject"] for row in csv.DictReader(f)} == test_subjects
+    assert "per patient 3D Dice" in capsys.readouterr().out
