@@ -14,6 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from ignite.handlers.checkpoint import BaseSaveHandler
+from monai.data import set_track_meta
 from monai.handlers import CheckpointSaver, from_engine
 from monai.transforms import Randomizable
 from monai.utils import set_determinism
@@ -24,8 +25,8 @@ from pipelines.errors import InputError, exit_on_input_error
 from pipelines.preflight import model_weights
 
 __all__ = [
-    "AtomicCheckpointSaver", "EpochSeed", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter", "check_resume",
-    "latest_checkpoint",
+    "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
+    "check_resume", "latest_checkpoint",
 ]
 
 
@@ -65,6 +66,30 @@ class EpochSeed:
         generator = getattr(self.sampler, "generator", None)
         if generator is not None:
             generator.manual_seed(seed)
+
+
+class NoMetadataInTraining:
+    """Ignite handler for a trainer: MONAI's metadata tracking (``monai.data.set_track_meta``) is off while the
+    trainer draws and steps its batches, and on again at the end of each epoch and of the run (also when it is terminated).
+
+    MONAI's fast-training advice: without it the random transforms of a training batch build plain tensors
+    instead of ``MetaTensor``\ s, which halves the CPU cost of an augmented 2D batch; values are unchanged. The
+    validation, evaluation and inference engines keep the metadata they need (``Invertd``, file names). List
+    it before the trainer's ``ValidationHandler``, so that tracking is back on when validation starts.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._off)
+        for event in (Events.EPOCH_COMPLETED, Events.COMPLETED, Events.TERMINATE):
+            engine.add_event_handler(event, self._on)
+
+    @staticmethod
+    def _off(engine: Engine) -> None:
+        set_track_meta(False)
+
+    @staticmethod
+    def _on(engine: Engine) -> None:
+        set_track_meta(True)
 
 
 class RunState:
