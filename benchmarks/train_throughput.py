@@ -14,10 +14,10 @@ that crops) that went through:
   draw, converts with numpy (channels, resize, crop, scaling and label values as the recipe has them), a
   default ``DataLoader``, and a hand-written float32 step loop reading ``loss.item()`` every step.
 - ``train_project``: the bundle's ``train#trainer`` as ``monai.bundle run`` builds it from the same config
-  files (after its ``initialize``): ``CacheDataset``, ``ThreadDataLoader``, ``SupervisedTrainer`` with every
-  handler. Validation runs at epoch end, which the timed steps never reach (it is measured in
+  files (after its ``initialize``): ``CacheDataset``, the bundle's loader (MONAI's ``DataLoader`` on the CPU,
+  ``ThreadDataLoader`` on CUDA), ``SupervisedTrainer`` with every handler. Validation runs at epoch end, which the timed steps never reach (it is measured in
   ``infer_project``). ``cache_fill_s``: building ``train#dataset``, i.e. filling its cache;
-  ``data_path_images_per_s``: its loader alone, without the network.
+  ``data_path_images_per_s``: its loader alone, without the network (metadata tracking off, as in training).
 - ``train_limit``: the same network, loss, optimiser, AMP setting and update as ``SupervisedTrainer``'s,
   stepping on one batch of the bundle's own training transforms held on the device: no data path at all.
 - ``infer_naive``: seed style: the PIL dataset over the validation split, a default ``DataLoader``, the
@@ -292,7 +292,7 @@ def train_project(parser, device, timer: StepTimer) -> dict:
     parser.get_parsed_content("train#dataset")
     cache_fill = time.perf_counter() - start
     trainer = parser.get_parsed_content("train#trainer")
-    data_path = data_path_rate(trainer.data_loader, device, timer)
+    data_path = data_path_rate(trainer.data_loader, device, timer, track_meta=False)  # as the trainer draws them (NoMetadataInTraining)
     trainer.state.max_epochs = 1
     timer.attach(trainer)
     trainer.run()
@@ -321,14 +321,21 @@ def infer_project(parser, device, timer: StepTimer) -> dict:
     return {**figures, "validation_images_per_s": validation.figures()["images_per_s"]}
 
 
-def data_path_rate(loader, device, like: StepTimer) -> float:
-    """Images/s of ``loader`` alone, each batch moved to ``device`` as the engines' ``prepare_batch`` does: no network."""
+def data_path_rate(loader, device, like: StepTimer, track_meta: bool = True) -> float:
+    """Images/s of ``loader`` alone, each batch moved to ``device`` as the engines' ``prepare_batch`` does: no network.
+    ``track_meta``: MONAI's metadata tracking while drawing (the trainer turns it off)."""
+    from monai.data import set_track_meta
+
     timer = StepTimer(like.warmup, like.steps, device)
-    while True:
-        for batch in loader:
-            batch["image"].to(device)
-            if timer.step(len(batch["image"])):
-                return timer.figures()["images_per_s"]
+    set_track_meta(track_meta)
+    try:
+        while True:
+            for batch in loader:
+                batch["image"].to(device)
+                if timer.step(len(batch["image"])):
+                    return timer.figures()["images_per_s"]
+    finally:
+        set_track_meta(True)
 
 
 def first_batch(parser, split: str) -> dict:

@@ -34,6 +34,7 @@ from monai.metrics import get_confusion_matrix
 
 from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.distributed import gather, is_rank_zero
+from pipelines.errors import InputError, exit_on_input_error
 
 __all__ = ["SegmentationMetricsWriter", "scores_from_counts", "CONVENTIONS"]
 
@@ -87,19 +88,22 @@ def _suffixed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return frame[[*keys, *scores]].rename(columns={c: f"{c}_{POSTPROCESSED}" for c in scores})
 
 
+def _last_of_epoch(engine: Engine, iteration: int) -> bool:
+    """Event filter: the engine's iteration ``iteration`` is the last of its epoch."""
+    return engine.state.epoch_length is not None and iteration % engine.state.epoch_length == 0
+
+
 class SegmentationMetricsWriter:
     """Ignite handler that scores every slice an evaluator sees and aggregates per subject.
 
     Reads, after the evaluator's post-transforms, ``engine.state.output[i][pred_key]`` and
     ``[label_key]``: binarised one-hot ``(C, H, W)`` tensors (C=1 for a binary mask), and the batch
-    items' ``subject``, ``slice``, ``image`` and ``label`` (their file names). At the end of each run it
+    items' ``subject``, ``slice``, ``image`` and ``label`` (their file names). At the end of each run (in
+    its last iteration, so before any ``EPOCH_COMPLETED`` handler) it
 
     - puts ``<prefix>_dice_3d`` (mean per-subject 3D Dice over ``class_names``) and, per class when there
       are several, ``<prefix>_dice_3d_<class>`` into ``engine.state.metrics`` (so StatsHandler and
-      TensorBoardStatsHandler attached after it log them);
-    Under ``torchrun`` each rank scores its shard and the records are gathered at the end of the run, so
-    the metrics equal a single process's; only rank 0 writes the files.
-
+      TensorBoardStatsHandler log them, and ``key_metric`` can make one of them the engine's key metric);
     - when ``output_dir`` is given, writes atomically ``<prefix>_per_slice.csv`` and
       ``<prefix>_per_subject.csv`` (counts and ``dice_<class>``, ``jaccard_<class>``, ... columns per
       class) and ``<prefix>_summary.json`` (per class under ``classes``, and ``mean_over_classes``).
@@ -111,6 +115,9 @@ class SegmentationMetricsWriter:
     ``postprocessed`` block shaped like its top level (``classes``, ``mean_over_classes``), and the
     metrics ``<prefix>_dice_3d_postprocessed``. Slices with gaps in their numbers are stacked adjacently.
 
+    Under ``torchrun`` each rank scores its shard and the records are gathered at the end of the run, so
+    the metrics equal a single process's; only rank 0 writes the files.
+
     Args:
         class_names: one name per channel of pred/label, e.g. ``["tumour"]``.
         output_dir: folder for the files; ``None`` only sets the metrics.
@@ -118,6 +125,9 @@ class SegmentationMetricsWriter:
         include_background: score channel 0 too (False drops it, for one-hot multi-class outputs).
         extra: JSON-serialisable facts copied into the summary (checkpoint, split, manifest, ...).
         postprocessing: optional transform of a subject's ``(C, H, W, S)`` prediction volume (see above).
+        key_metric: the metric that picks the engine's best epoch (MONAI's ``engine.state.key_metric_name``,
+            which a key-metric ``CheckpointSaver`` follows), e.g. ``"val_dice_3d_postprocessed"``; one of this
+            writer's metrics, or the engine's own key metric, which is then left as it is. ``None``: left as it is.
     """
 
     def __init__(
@@ -130,6 +140,7 @@ class SegmentationMetricsWriter:
         label_key: str = "label",
         extra: dict | None = None,
         postprocessing: Callable | None = None,
+        key_metric: str | None = None,
     ) -> None:
         self.class_names = list(class_names)
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -138,13 +149,27 @@ class SegmentationMetricsWriter:
         self.pred_key, self.label_key = pred_key, label_key
         self.extra = dict(extra or {})
         self.postprocessing = postprocessing
+        self.key_metric = key_metric
         self._records: list[dict] = []
         self._masks: list[tuple[str, int, np.ndarray, np.ndarray]] = []  # (subject, slice, pred, label) when post-processing
 
+    def metric_names(self) -> list[str]:
+        """The ``engine.state.metrics`` this writer sets at the end of each epoch."""
+        names = [f"{self.prefix}_dice_3d", *([f"{self.prefix}_dice_3d_{name}" for name in self.class_names] if len(self.class_names) > 1 else [])]
+        return names + ([f"{name}_{POSTPROCESSED}" for name in names] if self.postprocessing is not None else [])
+
+    @exit_on_input_error
     def attach(self, engine: Engine) -> None:
+        """Score at the end of each epoch, in its last iteration: before every ``EPOCH_COMPLETED`` handler, MONAI's
+        key-metric comparison among them. An unknown ``key_metric`` is a one-line error."""
+        own = getattr(engine.state, "key_metric_name", None)
+        if self.key_metric is not None and self.key_metric != own:
+            if self.key_metric not in self.metric_names():
+                raise InputError(f"key metric {self.key_metric!r}: not one of {', '.join([*([own] if own else []), *self.metric_names()])}")
+            engine.state.key_metric_name = self.key_metric
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._complete)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(event_filter=_last_of_epoch), self._complete)
 
     def _reset(self, engine: Engine) -> None:
         self._records, self._masks = [], []

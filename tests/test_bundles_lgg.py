@@ -19,6 +19,7 @@ def trained(request, tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
     common = {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, "ckpt_dir": run / "models", **fast(request.param)}
     result = run_bundle(request.param, "train", epochs=1, output_dir=run / "train", **common)
     assert result.returncode == 0, result.stderr[-3000:]
+    (run / "train.log").write_text(result.stdout + result.stderr)
     return request.param, common, run
 
 
@@ -34,6 +35,13 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
     assert list((run / "train").glob("events.out.tfevents.*"))
     facts = json.loads((run / "train" / "training_run.json").read_text())
     assert facts["epochs"] == facts["max_epochs"] == 1 and facts["device"] == "cpu" and facts["best_metric_epoch"] == 1
+
+
+def test_the_recipe_names_the_metric_that_picks_model_pt(trained):
+    bundle, _, run = trained
+    metric = json.loads((run / "train" / "training_run.json").read_text())["selection_metric"]
+    assert metric == ("val_dice_3d_postprocessed" if bundle == "lgg_best" else "val_mean_dice")
+    assert f"Key metric: {metric} best value" in (run / "train.log").read_text()
 
 
 def test_evaluate_writes_every_dice_convention(trained, lgg_demo_manifest):

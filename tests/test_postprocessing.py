@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
 from pipelines.evaluation import SegmentationMetricsWriter
@@ -87,3 +87,30 @@ def test_tables_carry_both_scores(tmp_path):
 def test_without_postprocessing_nothing_is_added(tmp_path):
     summary, metrics = scores(P, None)
     assert "postprocessed" not in summary and "test_dice_3d_postprocessed" not in metrics
+
+
+def validator_like(key_metric):
+    """(writer, engine, best) with an engine that, as MONAI's evaluators do, compares its key metric in an
+    EPOCH_COMPLETED handler registered before the writer is attached; ``best`` collects what it compared."""
+    writer = SegmentationMetricsWriter(["tumour"], prefix="val", postprocessing=KeepLargestConnectedComponent(), key_metric=key_metric)
+    engine = Engine(lambda e, batch: [{"pred": item["pred"], "label": item["label"]} for item in batch])
+    engine.state.key_metric_name = "val_mean_dice"
+    best = []
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: best.append((e.state.key_metric_name, e.state.metrics.get(e.state.key_metric_name))))
+    return writer, engine, best
+
+
+def test_key_metric_is_scored_before_the_epoch_completed_handlers():
+    writer, engine, best = validator_like("val_dice_3d_postprocessed")
+    writer.attach(engine)
+    engine.run([[{"subject": s, "slice": k, "pred": p, "label": l}] for s, k, p, l in P + Q], max_epochs=1)
+    assert best == [("val_dice_3d_postprocessed", pytest.approx(0.5))]  # the largest-component 3D Dice of P (1) and Q (0)
+
+
+def test_the_engines_own_key_metric_is_left_and_an_unknown_one_is_a_one_line_error():
+    writer, engine, _ = validator_like("val_mean_dice")
+    writer.attach(engine)
+    assert engine.state.key_metric_name == "val_mean_dice"
+    writer, engine, _ = validator_like("val_dice_2d")
+    with pytest.raises(SystemExit, match=r"^error: key metric 'val_dice_2d': not one of val_mean_dice, val_dice_3d, val_dice_3d_postprocessed$"):
+        writer.attach(engine)
