@@ -89,8 +89,6 @@ def export_bundle(
         recipe_files = _write_recipe(bundle_dir, root, overrides)
         parser = ConfigParser(ConfigParser.load_config_files([str(path) for path in recipe_files]))
         parser["bundle_root"] = str(bundle_dir)
-        if len(recipe_files) > 1 and parser.get_parsed_content("neighbour_slices"):
-            raise InputError(f"{bundle_dir}: a 2.5D recipe (neighbour_slices > 0) cannot be exported yet: the exported inference reads one slice at a time")
         ckpt = Path(ckpt_path or parser.get_parsed_content("ckpt_path"))
         meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
         meta["model_sha256"] = _write_models(root, parser, ckpt, meta["network_data_format"]["inputs"]["image"]["spatial_shape"])

@@ -1,6 +1,6 @@
 """Export (issue 7): a bundle zip that runs with MONAI and PyTorch alone, pixel-equal to the project, and its import.
 
-One LGG bundle (lgg_unet_small) and the OASIS bundle are trained for one epoch on the demo data at small
+Two LGG bundles (lgg_unet_small, and lgg_best for 2.5D input) and the OASIS bundle are trained for one epoch on the demo data at small
 settings, evaluated with the project (whose masks are the reference), exported, and unzipped. The standalone
 inference runs in a subprocess that cannot import ``pipelines``, ``transforms`` or ``networks``.
 """
@@ -74,6 +74,12 @@ def lgg(tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
 
 
 @pytest.fixture(scope="module")
+def lgg_2_5d(tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
+    """lgg_best: 2.5D input (each slice with a neighbour on each side, 9 channels)."""
+    return trained_and_exported(tmp_path_factory, "lgg_best", lgg_demo_root, lgg_demo_manifest, {})
+
+
+@pytest.fixture(scope="module")
 def oasis(tmp_path_factory, oasis_demo_root, oasis_demo_manifest):
     enough_to_predict_two_classes = {"batch_size": 2, "learning_rate": 0.01}  # 12 steps in the epoch
     return trained_and_exported(tmp_path_factory, "oasis_unet", oasis_demo_root, oasis_demo_manifest, enough_to_predict_two_classes)
@@ -111,7 +117,7 @@ def test_the_guard_blocks_project_code():
     assert result.returncode != 0 and "networks is project code" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["lgg", "oasis"])
+@pytest.mark.parametrize("name", ["lgg", "lgg_2_5d", "oasis"])
 def test_standalone_inference_writes_the_project_masks(name, request):
     """The masks the project's evaluation wrote for the test split (PredictionWriter after the preprocessing,
     inferer and postprocessing that the project's inference shares) are written again by the standalone run.
@@ -130,7 +136,7 @@ def test_standalone_inference_writes_the_project_masks(name, request):
     assert project and all(standalone[file].shape == mask.shape for file, mask in project.items())
     assert sum(int((standalone[file] != mask).sum()) for file, mask in project.items()) <= 5
     assert len(np.unique(np.concatenate([mask.ravel() for mask in project.values()]))) > 1  # not two blank predictions
-    if name == "lgg":  # every slice predicted, in its patient folder
+    if name.startswith("lgg"):  # every slice predicted, in its patient folder
         slices = [path for path in exported.common["dataset_dir"].rglob("*.tif") if not path.stem.endswith("_mask")]
         assert set(masks(out / "masks")) == {f"{path.parent.name}/{path.stem}_pred.png" for path in slices}
 

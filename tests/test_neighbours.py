@@ -1,16 +1,17 @@
 """2.5D input: neighbouring slices of the same subject stacked as channels, repeated at edges and gaps."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
 from pipelines.datalist import load_folder, load_split, stacked_channels
 from pipelines.demo import make_lgg_demo
-from pipelines.errors import InputError
-from pipelines.export import export_bundle
+from pipelines.export import RESOURCES
 from pipelines.manifest import build_kaggle_3m, write_manifest
 
 from transforms import SelectChannelsd
@@ -83,7 +84,15 @@ def test_negative_neighbours_is_a_one_line_error(tmp_path):
         load_folder(tmp_path, neighbours=-1)
 
 
-def test_export_refuses_a_2_5d_recipe(tmp_path):
-    with pytest.raises(InputError, match=r"lgg_best: a 2\.5D recipe \(neighbour_slices > 0\) cannot be exported yet"):
-        export_bundle(Path(__file__).resolve().parents[1] / "bundles" / "lgg_best", tmp_path / "lgg_best.zip")
-    assert not (tmp_path / "lgg_best.zip").exists()
+@pytest.mark.parametrize("neighbours", [0, 1, 2])
+def test_the_exported_inference_stacks_the_same_neighbours(tmp_path, neighbours):
+    """The standalone config's datalist (MONAI config expressions only) gives each slice the stack the project's does."""
+    write_slices(tmp_path, "A", [1, 2, 3, 5])  # a gap at 4
+    write_slices(tmp_path, "B", [7])  # a lone slice
+    config = json.loads((RESOURCES / "export_inference.json").read_text())
+    config.update(json.loads((RESOURCES / "export_inference_lgg.json").read_text()))
+    config.update(dataset_dir=str(tmp_path), neighbour_slices=neighbours)
+    exported = ConfigParser(config).get_parsed_content("datalist")
+    project = load_folder(tmp_path, neighbours=neighbours)
+    as_lists = [item["image"] if neighbours else [item["image"]] for item in project]
+    assert sorted(item["image"] for item in exported) == sorted(as_lists) and len(exported) == 5
