@@ -19,7 +19,8 @@ that crops) that went through:
   ``infer_project``). ``cache_fill_s``: building ``train#dataset``, i.e. filling its cache;
   ``data_path_images_per_s``: its loader alone, without the network (metadata tracking off, as in training).
 - ``train_limit``: the same network, loss, optimiser, AMP setting and update as ``SupervisedTrainer``'s,
-  stepping on one batch of the bundle's own training transforms held on the device: no data path at all.
+  stepping in turn on ``HELD_BATCHES`` batches of the bundle's own training transforms (items spread over the
+  split) held on the device: no data path at all.
 - ``infer_naive``: seed style: the PIL dataset over the validation split, a default ``DataLoader``, the
   network's forward on whole slices in eval mode, predictions copied to the host every batch.
 - ``infer_project``: ``validate#dataloader`` (cache filled in ``cache_fill_s``) through a ``SupervisedEvaluator``
@@ -33,7 +34,9 @@ Writes the JSON (``train`` and ``inference``: each variant's ``images_per_s``, `
 ``peak_rss_mib``, ``wall_s``, ``peak_gpu_mib`` on CUDA, plus ``project_over_limit`` and ``project_over_naive``)
 to ``--out`` and the readable table beside it (``.md``) and on stdout; each variant's log goes to
 ``<out>.<variant>.log``. ``--repeats R`` runs every variant R times in interleaved rounds and keeps the
-fastest run (with the highest peak RSS of all), which damps other processes' bursts on a shared machine;
+median run by images/s (the lower middle one for even R), with the highest peak RSS of all runs and every
+run's rate in ``images_per_s_runs``: the same process can run 1.5x faster or slower from one start to the
+next on a shared 2-core machine, and a median of interleaved runs is what a ratio can rest on;
 ``--threads N`` sets ``torch.set_num_threads(N)`` in every variant. Timings are never asserted anywhere:
 compare ratios taken in one run.
 """
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import json
 import math
 import os
@@ -54,6 +58,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+HELD_BATCHES = 4  # train_limit cycles through this many batches, from items spread over the split, as the loop
+# over real data does: the first batch alone would be a few neighbouring, mostly tumour-free slices, soon fitted
 VARIANTS = ("train_naive", "train_project", "train_limit", "infer_naive", "infer_project", "infer_limit")
 
 
@@ -69,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="bundle config override, as monai.bundle's --KEY VALUE (repeatable), e.g. network_def#features=4")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of each variant, interleaved; the fastest is kept, with the highest peak RSS of all (default 1)")
+                        help="runs of each variant, interleaved; the median is kept, with the highest peak RSS of all (default 1)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads in every variant (default: PyTorch's choice)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--out", help="result JSON (default runs/benchmarks/<bundle>.json)")
@@ -115,22 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for variant in args.variants.split(","):
         args.out.with_suffix(f".{variant}.log").write_text("")
-    results: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):  # rounds of every variant, so that a busy spell on a shared machine hits each alike
         for variant in args.variants.split(","):
             figures = run_subprocess(args, variant)
             print(f"{variant}: {figures['images_per_s']:.2f} images/s, peak RSS {figures['peak_rss_mib']} MiB", file=sys.stderr)
-            kept = results.setdefault(variant, figures)
-            peak_rss = max(kept["peak_rss_mib"], figures["peak_rss_mib"])
-            if figures["images_per_s"] > kept["images_per_s"]:
-                results[variant] = figures
-            results[variant]["peak_rss_mib"] = peak_rss
-    report = summarise(args, results)
+            runs.setdefault(variant, []).append(figures)
+    report = summarise(args, {variant: median_run(figures) for variant, figures in runs.items()})
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown_table(report)
     args.out.with_suffix(".md").write_text(table)
     print(table)
     return 0
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median of ``runs`` by images/s (the lower middle one of an even count), with the highest peak RSS of
+    all of them and ``images_per_s_runs``, every run's rate in the order they ran."""
+    middle = sorted(runs, key=lambda figures: figures["images_per_s"])[(len(runs) - 1) // 2]
+    return {**middle, "peak_rss_mib": max(figures["peak_rss_mib"] for figures in runs),
+            "images_per_s_runs": [figures["images_per_s"] for figures in runs]}
 
 
 def run_subprocess(args: argparse.Namespace, variant: str) -> dict:
@@ -181,20 +191,27 @@ def summarise(args: argparse.Namespace, results: dict[str, dict]) -> dict:
     return report
 
 
+def rate_cell(figures: dict) -> str:
+    """``median`` images/s, and ``(min-max)`` of the runs when there were several; ``-`` for a variant not run."""
+    if "images_per_s" not in figures:
+        return "-"
+    runs = figures.get("images_per_s_runs", [])
+    return f"{figures['images_per_s']}" + (f" ({min(runs)}-{max(runs)})" if len(runs) > 1 else "")
+
+
 def markdown_table(report: dict) -> str:
     """One table: a row per variant, training and inference side by side, then the two ratios."""
     machine = report["machine"]
     lines = [f"{report['bundle']} on {report['device']} ({machine['cpus']} CPUs, {machine['torch_threads']} torch threads, "
              f"torch {machine['torch']}, MONAI {machine['monai']}), batch {report['batch_size']}, "
-             f"{report['steps']} timed steps after {report['warmup']}, best of {report['repeats']}", "",
+             f"{report['steps']} timed steps after {report['warmup']}, median of {report['repeats']} interleaved runs", "",
              "| variant | training images/s | training peak RSS (MiB) | inference images/s | inference peak RSS (MiB) | cache fill (s) |",
              "|---|---|---|---|---|---|"]
     train, infer = report.get("train", {}), report.get("inference", {})
     for name in ("naive", "project", "limit"):
         t, i = train.get(name, {}), infer.get(name, {})
         fill = " / ".join(f"{part['cache_fill_s']:.1f}" for part in (t, i) if "cache_fill_s" in part)
-        lines.append(f"| {name} | {t.get('images_per_s', '-')} | {t.get('peak_rss_mib', '-')} | {i.get('images_per_s', '-')} | "
-                     f"{i.get('peak_rss_mib', '-')} | {fill or '-'} |")
+        lines.append(f"| {name} | {rate_cell(t)} | {t.get('peak_rss_mib', '-')} | {rate_cell(i)} | {i.get('peak_rss_mib', '-')} | {fill or '-'} |")
     for ratio in ("project_over_limit", "project_over_naive"):
         lines.append(f"| {ratio.replace('_over_', ' / ')} | {train.get(ratio, '-')} | | {infer.get(ratio, '-')} | | |")
     data_path = [f"{phase} {part['project']['data_path_images_per_s']}" for phase, part in (("training", train), ("inference", infer))
@@ -338,13 +355,15 @@ def data_path_rate(loader, device, like: StepTimer, track_meta: bool = True) -> 
         set_track_meta(True)
 
 
-def first_batch(parser, split: str) -> dict:
-    """One batch of the bundle's own transforms for ``split`` (``train`` or ``validate``), collated as its loader does."""
+def held_batches(parser, split: str, count: int = HELD_BATCHES) -> list[dict]:
+    """``count`` batches of the bundle's own transforms for ``split`` (``train`` or ``validate``), collated as its
+    loader does, from items spread evenly over the split (so that tumour slices are among them)."""
     from monai.data import list_data_collate
 
-    items = parser.get_parsed_content(f"{split}#dataset#data")[: parser.get_parsed_content("batch_size")]
+    items, batch_size = parser.get_parsed_content(f"{split}#dataset#data"), parser.get_parsed_content("batch_size")
+    spread = items[:: max(1, len(items) // (count * batch_size))][: count * batch_size]
     transform = parser.get_parsed_content(f"{split}#dataset#transform")
-    return list_data_collate([transform(item) for item in items])
+    return [list_data_collate([transform(item) for item in spread[k : k + batch_size]]) for k in range(0, len(spread), batch_size)]
 
 
 def on_device(tensor, device):
@@ -357,13 +376,13 @@ def on_device(tensor, device):
 def train_limit(parser, device, timer: StepTimer) -> dict:
     import torch
 
-    batch = first_batch(parser, "train")
-    images, labels = on_device(batch["image"], device), on_device(batch["label"], device)
+    held = [(on_device(batch["image"], device), on_device(batch["label"], device)) for batch in held_batches(parser, "train")]
     network, loss_function, optimizer = (parser.get_parsed_content(key) for key in ("network", "loss", "optimizer"))
     amp = parser.get_parsed_content("amp")
     scaler = torch.amp.GradScaler("cuda") if amp else None
     network.train()
-    while True:  # SupervisedTrainer's update, without the engine
+    for step in itertools.count():  # SupervisedTrainer's update, without the engine
+        images, labels = held[step % len(held)]
         optimizer.zero_grad(set_to_none=False)
         with torch.autocast(device.type, enabled=amp):
             loss = loss_function(network(images), labels).mean()
@@ -382,7 +401,7 @@ def infer_limit(parser, device, timer: StepTimer) -> dict:
     import torch
     from monai.networks import eval_mode
 
-    images = on_device(first_batch(parser, "validate")["image"], device)
+    images = on_device(held_batches(parser, "validate", 1)[0]["image"], device)
     inferer, network = parser.get_parsed_content("validate#inferer"), parser.get_parsed_content("network")
     calls = []  # the windows the inferer cuts from one image, found by letting it run on a recording stand-in
     inferer(images[:1], lambda windows: calls.append(windows) or windows[:, :1])

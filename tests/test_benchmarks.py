@@ -1,6 +1,7 @@
 """Smoke test of the throughput harness, benchmarks/train_throughput.py: tiny sizes, every figure present and
 sane. No timing is asserted (speed is measured with the harness itself, see README's Performance section)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -26,6 +27,7 @@ def test_every_variant_of_training_and_inference_is_reported(tmp_path, lgg_demo_
         for variant in ("naive", "project", "limit"):
             figures = report[phase][variant]
             assert figures["images"] == 2, (phase, variant)
+            assert figures["images_per_s_runs"] == [figures["images_per_s"]]  # --repeats 1
             assert figures["images_per_s"] > 0 and figures["seconds"] > 0 and figures["wall_s"] > 0
             assert 100 < figures["peak_rss_mib"] < 16 * 1024  # MiB of a process that imported torch
         assert report[phase]["project_over_limit"] > 0 and report[phase]["project_over_naive"] > 0
@@ -42,3 +44,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path, lgg_demo_root):
     bad_variant = harness("--bundle", "bundles/lgg_unet_bce", "--dataset_dir", lgg_demo_root, "--variants", "train_fast")
     for result, fragment in ((missing_bundle, "not a bundle folder"), (missing_data, "--dataset_dir"), (bad_variant, "unknown train_fast")):
         assert result.returncode == 2 and fragment in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_repeats_keep_the_median_run_and_the_highest_peak_memory():
+    spec = importlib.util.spec_from_file_location("train_throughput", HARNESS)
+    harness_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness_module)
+    runs = [{"images_per_s": 3.0, "peak_rss_mib": 10, "seconds": 1}, {"images_per_s": 1.0, "peak_rss_mib": 30, "seconds": 3},
+            {"images_per_s": 2.0, "peak_rss_mib": 20, "seconds": 2}]
+    assert harness_module.median_run(runs) == {"images_per_s": 2.0, "peak_rss_mib": 30, "seconds": 2, "images_per_s_runs": [3.0, 1.0, 2.0]}
+    assert harness_module.median_run(runs[:2])["images_per_s"] == 1.0  # the lower middle of an even count
+    assert harness_module.rate_cell(harness_module.median_run(runs)) == "2.0 (1.0-3.0)"
