@@ -2,22 +2,21 @@
 model-only limit, on the same slices, network, loss, optimiser, batch size and device.
 
     python benchmarks/train_throughput.py --bundle bundles/<name> --dataset_dir <root> [--manifest <csv>]
-        [--steps 20] [--warmup 3] [--repeats 1] [--threads N] [--set KEY=VALUE ...] [--out runs/benchmarks/<name>.json]
+        [--steps 10] [--warmup 2] [--repeats 3] [--threads N] [--set KEY=VALUE ...] [--out runs/benchmarks/<name>.json]
 
-Six variants, each in its own subprocess so that each peak resident memory (``ru_maxrss``) is its own. The
-device is the bundle's (CUDA when PyTorch sees it, else the CPU); every variant first calls
-``set_determinism(seed)`` as the bundle does. Each times ``--steps`` steps after ``--warmup`` untimed ones
-(synchronising CUDA at both ends only) and counts the images (network input samples: patches for a bundle
-that crops) that went through:
+Three variants per phase. The device is the bundle's (CUDA when PyTorch sees it, else the CPU); each variant is
+built from its own parse of the bundle's config files (its own network and optimiser, seeded with the bundle's
+``seed``) and counts the images (network input samples: patches for a bundle that crops) that went through:
 
 - ``train_naive``: seed-notebook style. A ``torch.utils.data.Dataset`` that opens each file with PIL at every
   draw, converts with numpy (channels, resize, crop, scaling and label values as the recipe has them), a
   default ``DataLoader``, and a hand-written float32 step loop reading ``loss.item()`` every step.
 - ``train_project``: the bundle's ``train#trainer`` as ``monai.bundle run`` builds it from the same config
   files (after its ``initialize``): ``CacheDataset``, the bundle's loader (MONAI's ``DataLoader`` on the CPU,
-  ``ThreadDataLoader`` on CUDA), ``SupervisedTrainer`` with every handler. Validation runs at epoch end, which the timed steps never reach (it is measured in
-  ``infer_project``). ``cache_fill_s``: building ``train#dataset``, i.e. filling its cache;
-  ``data_path_images_per_s``: its loader alone, without the network (metadata tracking off, as in training).
+  ``ThreadDataLoader`` on CUDA), ``SupervisedTrainer`` with every handler. Its epoch never ends while it is
+  timed, so validation and checkpoints are not (validation is measured below). ``cache_fill_s``: building
+  ``train#dataset``, i.e. filling its cache; ``data_path_images_per_s``: its loader alone, without the network
+  (metadata tracking off, as in training).
 - ``train_limit``: the same network, loss, optimiser, AMP setting and update as ``SupervisedTrainer``'s,
   stepping in turn on ``HELD_BATCHES`` batches of the bundle's own training transforms (items spread over the
   split) held on the device: no data path at all.
@@ -25,20 +24,25 @@ that crops) that went through:
   network's forward on whole slices in eval mode, predictions copied to the host every batch.
 - ``infer_project``: ``validate#dataloader`` (cache filled in ``cache_fill_s``) through a ``SupervisedEvaluator``
   with the bundle's ``validate#inferer`` (its ``SlidingWindowInferer``) and AMP setting, no postprocessing;
-  ``data_path_images_per_s`` as in training. ``validation_images_per_s``: the bundle's whole ``validate#evaluator`` (postprocessing, metrics, handlers;
-  epoch-end work such as saving ``model.pt`` excluded).
+  ``data_path_images_per_s`` as in training. ``validation_images_per_s``: the bundle's whole ``validate#evaluator``
+  (postprocessing, metrics, handlers; epoch-end work such as saving ``model.pt`` excluded).
 - ``infer_limit``: the network's forward in eval mode on the windows the inferer cuts from one batch, held on
   the device; images/s counts the windows of one image as one image.
 
-Writes the JSON (``train`` and ``inference``: each variant's ``images_per_s``, ``seconds``, ``images``,
-``peak_rss_mib``, ``wall_s``, ``peak_gpu_mib`` on CUDA, plus ``project_over_limit`` and ``project_over_naive``)
-to ``--out`` and the readable table beside it (``.md``) and on stdout; each variant's log goes to
-``<out>.<variant>.log``. ``--repeats R`` runs every variant R times in interleaved rounds and keeps the
-median run by images/s (the lower middle one for even R), with the highest peak RSS of all runs and every
-run's rate in ``images_per_s_runs``: the same process can run 1.5x faster or slower from one start to the
-next on a shared 2-core machine, and a median of interleaved runs is what a ratio can rest on;
-``--threads N`` sets ``torch.set_num_threads(N)`` in every variant. Timings are never asserted anywhere:
-compare ratios taken in one run.
+Speed: one process per phase builds its three variants, runs ``--warmup`` untimed steps of each, then
+``--repeats`` rounds in which each variant in turn runs ``--steps`` timed steps (CUDA synchronised at both
+ends of each block). A variant's ``images_per_s`` is the median of its rounds (all in ``images_per_s_runs``)
+and ``project_over_limit`` / ``project_over_naive`` the medians of the ratios of blocks that ran back to back.
+Timing all three in one process matters on a shared machine: there, the same work can run 1.5x faster or
+slower from one process start to the next, which separate processes would turn into false ratios.
+
+Memory: one short process per variant (``--warmup`` steps and one more), so that each ``peak_rss_mib``
+(``ru_maxrss``; ``peak_gpu_mib`` on CUDA) is that variant's own; its ``wall_s`` includes start-up and cache filling.
+
+Writes the JSON (``train`` and ``inference``: each variant's figures, plus the two ratios) to ``--out`` and the
+readable table beside it (``.md``) and on stdout; the processes' logs go to ``<out>.<name>.log``.
+``--threads N`` sets ``torch.set_num_threads(N)`` everywhere. Timings are never asserted anywhere: compare
+ratios taken in one run.
 """
 
 from __future__ import annotations
@@ -51,16 +55,20 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PHASES = {"train": ("train_naive", "train_project", "train_limit"), "inference": ("infer_naive", "infer_project", "infer_limit")}
+VARIANTS = tuple(itertools.chain(*PHASES.values()))
 HELD_BATCHES = 4  # train_limit cycles through this many batches, from items spread over the split, as the loop
 # over real data does: the first batch alone would be a few neighbouring, mostly tumour-free slices, soon fitted
-VARIANTS = ("train_naive", "train_project", "train_limit", "infer_naive", "infer_project", "infer_limit")
+ENDLESS = 10**9  # epoch length of the timed engines: they are interrupted, never reach an epoch's end
 
 
 # --- command line ------------------------------------------------------------------------------------------
@@ -70,17 +78,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/lgg_unet_bce")
     parser.add_argument("--dataset_dir", required=True, help="root of the data the manifest's paths are relative to")
     parser.add_argument("--manifest", help="manifest CSV (default: the bundle's)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (batches) per variant (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (batches) per variant and round (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each variant before the rounds (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of timed blocks, the variants in turn (default 3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="bundle config override, as monai.bundle's --KEY VALUE (repeatable), e.g. network_def#features=4")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs of each variant, interleaved; the median is kept, with the highest peak RSS of all (default 1)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads in every variant (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads in every process (default: PyTorch's choice)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--out", help="result JSON (default runs/benchmarks/<bundle>.json)")
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: run one variant in this process
-    parser.add_argument("--result", help=argparse.SUPPRESS)  # internal: where that variant writes its figures
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: "speed:<phase>" or "memory:<variant>" in this process
+    parser.add_argument("--result", help=argparse.SUPPRESS)  # internal: where the child writes its figures
     args = parser.parse_args(argv)
     bundle = Path(args.bundle)
     if not (bundle / "configs" / "train.json").is_file():
@@ -96,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--variants: unknown {', '.join(sorted(unknown))}; choose from {','.join(VARIANTS)}")
     if any("=" not in item for item in args.overrides):
         parser.error(f"--set expects KEY=VALUE, got {next(item for item in args.overrides if '=' not in item)!r}")
+    args.variants = [variant for variant in VARIANTS if variant in args.variants.split(",")]
     args.bundle = str(bundle.resolve())
     args.dataset_dir = str(Path(args.dataset_dir).resolve())
     args.manifest = str(Path(args.manifest).resolve()) if args.manifest else None
@@ -111,23 +119,27 @@ def override_value(text: str) -> object:
         return text
 
 
-# --- parent: one subprocess per variant, then the report ---------------------------------------------------
+# --- parent: the speed and memory processes, then the report -----------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.variant:
-        Path(args.result).write_text(json.dumps(run_variant(args)))
+    if args.child:
+        Path(args.result).write_text(json.dumps(run_child(args)))
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for variant in args.variants.split(","):
-        args.out.with_suffix(f".{variant}.log").write_text("")
-    runs: dict[str, list[dict]] = {}
-    for _ in range(args.repeats):  # rounds of every variant, so that a busy spell on a shared machine hits each alike
-        for variant in args.variants.split(","):
-            figures = run_subprocess(args, variant)
-            print(f"{variant}: {figures['images_per_s']:.2f} images/s, peak RSS {figures['peak_rss_mib']} MiB", file=sys.stderr)
-            runs.setdefault(variant, []).append(figures)
-    report = summarise(args, {variant: median_run(figures) for variant, figures in runs.items()})
+    results: dict[str, dict] = {}
+    for phase, variants in PHASES.items():
+        chosen = [variant for variant in variants if variant in args.variants]
+        if not chosen:
+            continue
+        speed = run_subprocess(args, f"speed:{phase}")
+        for variant in chosen:
+            memory = run_subprocess(args, f"memory:{variant}")
+            results[variant] = {**speed["variants"][variant], "peak_rss_mib": memory["peak_rss_mib"], "wall_s": memory["wall_s"],
+                                **({"peak_gpu_mib": memory["peak_gpu_mib"]} if "peak_gpu_mib" in memory else {})}
+            print(f"{variant}: {results[variant]['images_per_s']:.2f} images/s, peak RSS {memory['peak_rss_mib']} MiB", file=sys.stderr)
+        results[phase] = {**speed["ratios"], "setup": speed["setup"]}
+    report = summarise(args, results)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown_table(report)
     args.out.with_suffix(".md").write_text(table)
@@ -135,64 +147,52 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The median of ``runs`` by images/s (the lower middle one of an even count), with the highest peak RSS of
-    all of them and ``images_per_s_runs``, every run's rate in the order they ran."""
-    middle = sorted(runs, key=lambda figures: figures["images_per_s"])[(len(runs) - 1) // 2]
-    return {**middle, "peak_rss_mib": max(figures["peak_rss_mib"] for figures in runs),
-            "images_per_s_runs": [figures["images_per_s"] for figures in runs]}
-
-
-def run_subprocess(args: argparse.Namespace, variant: str) -> dict:
-    """Figures of one run of ``variant`` in a fresh interpreter (output appended to ``<out>.<variant>.log``)."""
+def run_subprocess(args: argparse.Namespace, child: str) -> dict:
+    """Figures of ``child`` run in a fresh interpreter (its output goes to ``<out>.<child name>.log``)."""
     forwarded = ["--bundle", args.bundle, "--dataset_dir", args.dataset_dir, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                 "--repeats", str(args.repeats), "--variants", ",".join(args.variants),
                  *(["--manifest", args.manifest] if args.manifest else []), *(["--threads", str(args.threads)] if args.threads else []),
                  *(f"--set={item}" for item in args.overrides)]
-    log = args.out.with_suffix(f".{variant}.log")
-    with tempfile.TemporaryDirectory() as scratch, open(log, "a") as log_file:
+    log = args.out.with_suffix(f".{child.replace(':', '_')}.log")
+    with tempfile.TemporaryDirectory() as scratch, open(log, "w") as log_file:
         result = Path(scratch) / "result.json"
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, *forwarded, "--variant", variant, "--result", str(result)],
+        done = subprocess.run([sys.executable, __file__, *forwarded, "--child", child, "--result", str(result)],
                               cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             lines = log.read_text().strip().splitlines() or ["(no output)"]
             last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
-            raise SystemExit(f"error: {variant} failed (exit {done.returncode}): {last.strip()} (log: {log})")
+            raise SystemExit(f"error: {child} failed (exit {done.returncode}): {last.strip()} (log: {log})")
         return {**json.loads(result.read_text()), "wall_s": round(time.perf_counter() - start, 1)}
 
 
 def summarise(args: argparse.Namespace, results: dict[str, dict]) -> dict:
     """The JSON report: setup, machine, and per phase (train, inference) each variant's figures and the ratios."""
-    first = next(iter(results.values()))
+    setup = next(results[phase].pop("setup") for phase in PHASES if phase in results)
+    for phase in PHASES:
+        results.get(phase, {}).pop("setup", None)
     report = {
         "bundle": Path(args.bundle).name,
         "dataset_dir": args.dataset_dir,
-        "manifest": args.manifest or first["manifest"],
+        "manifest": args.manifest or setup["manifest"],
         "overrides": dict(item.split("=", 1) for item in args.overrides),
         "steps": args.steps,
         "warmup": args.warmup,
         "repeats": args.repeats,
-        "batch_size": first["batch_size"],
-        "device": first["device"],
+        "batch_size": setup["batch_size"],
+        "device": setup["device"],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                    "torch_threads": first["torch_threads"], "torch": first["torch"], "monai": first["monai"]},
+                    "torch_threads": setup["torch_threads"], "torch": setup["torch"], "monai": setup["monai"]},
     }
-    for phase, prefix in (("train", "train_"), ("inference", "infer_")):
-        figures = {name[len(prefix):]: values for name, values in results.items() if name.startswith(prefix)}
-        for values in figures.values():
-            for key in ("batch_size", "device", "manifest", "torch_threads", "torch", "monai"):
-                values.pop(key)
-        if not figures:
-            continue
-        rate = {name: values["images_per_s"] for name, values in figures.items()}
-        if "project" in rate:
-            figures.update({f"project_over_{other}": round(rate["project"] / rate[other], 3) for other in ("limit", "naive") if other in rate})
-        report[phase] = figures
+    for phase, variants in PHASES.items():
+        if phase in results:
+            prefix = variants[0].split("_")[0] + "_"
+            report[phase] = {**{variant[len(prefix):]: results[variant] for variant in variants if variant in results}, **results[phase]}
     return report
 
 
 def rate_cell(figures: dict) -> str:
-    """``median`` images/s, and ``(min-max)`` of the runs when there were several; ``-`` for a variant not run."""
+    """``median`` images/s, and ``(min-max)`` of the rounds when there were several; ``-`` for a variant not run."""
     if "images_per_s" not in figures:
         return "-"
     runs = figures.get("images_per_s_runs", [])
@@ -204,7 +204,7 @@ def markdown_table(report: dict) -> str:
     machine = report["machine"]
     lines = [f"{report['bundle']} on {report['device']} ({machine['cpus']} CPUs, {machine['torch_threads']} torch threads, "
              f"torch {machine['torch']}, MONAI {machine['monai']}), batch {report['batch_size']}, "
-             f"{report['steps']} timed steps after {report['warmup']}, median of {report['repeats']} interleaved runs", "",
+             f"median of {report['repeats']} rounds of {report['steps']} timed steps per variant, after {report['warmup']} untimed", "",
              "| variant | training images/s | training peak RSS (MiB) | inference images/s | inference peak RSS (MiB) | cache fill (s) |",
              "|---|---|---|---|---|---|"]
     train, infer = report.get("train", {}), report.get("inference", {})
@@ -224,99 +224,148 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- child: one variant ------------------------------------------------------------------------------------
+# --- child: the speed of one phase's variants, or the memory of one variant --------------------------------
 
-def run_variant(args: argparse.Namespace) -> dict:
-    """Run ``args.variant`` in this process; returns its figures (see the module docstring)."""
+def run_child(args: argparse.Namespace) -> dict:
+    """``speed:<phase>``: the rounds of timed blocks of the phase's chosen variants; ``memory:<variant>``: one
+    variant alone for ``--warmup`` + 1 steps, then the peak memory of this process."""
     import monai
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kind, name = args.child.split(":")
+    with tempfile.TemporaryDirectory() as scratch:
+        if kind == "memory":
+            parser = bundle_config(args, scratch)
+            device = parser.get_parsed_content("device")
+            VARIANT_BUILDERS[name](parser, device).run(args.warmup + 1)
+            peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+            figures = {"peak_rss_mib": round(peak_kib / (2**20 if sys.platform == "darwin" else 2**10))}  # ru_maxrss: bytes on macOS, KiB elsewhere
+            if device.type == "cuda":
+                figures["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+            return figures
+        chosen = [variant for variant in PHASES[name] if variant in args.variants]
+        parsers = {variant: bundle_config(args, f"{scratch}/{variant}") for variant in chosen}
+        parser = next(iter(parsers.values()))
+        device = parser.get_parsed_content("device")
+        built = {variant: VARIANT_BUILDERS[variant](parsers[variant], device) for variant in chosen}
+        if "infer_project" in built:
+            built["infer_validation"] = infer_validation(parsers["infer_project"], device)
+        speed = timed_rounds(built, args.warmup, args.steps, args.repeats, device)
+        validation = speed["variants"].pop("infer_validation", None)
+        if validation:
+            speed["variants"]["infer_project"]["validation_images_per_s"] = validation["images_per_s"]
+    speed["setup"] = {
+        "batch_size": parser.get_parsed_content("batch_size"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "manifest": parser.get_parsed_content("manifest"),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+    }
+    return speed
+
+
+def bundle_config(args: argparse.Namespace, scratch: str):
+    """A fresh parse of the bundle's training config files with the harness overrides, outputs under ``scratch``;
+    MONAI's determinism set with the bundle's seed."""
+    import monai
     from monai.bundle import ConfigParser
 
     from pipelines.bundles import config_files
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as scratch:
-        parser = ConfigParser()
-        parser.read_config([str(path) for path in config_files(args.bundle, "train")])
-        overrides = {"bundle_root": args.bundle, "dataset_dir": args.dataset_dir, "ckpt_dir": f"{scratch}/models", "output_dir": f"{scratch}/eval"}
-        overrides.update({"manifest": args.manifest} if args.manifest else {})
-        overrides.update({key: override_value(value) for key, value in (item.split("=", 1) for item in args.overrides)})
-        parser.update(overrides)
-        device = parser.get_parsed_content("device")
-        monai.utils.set_determinism(seed=parser.get_parsed_content("seed"))
-        figures = VARIANT_RUNNERS[args.variant](parser, device, StepTimer(args.warmup, args.steps, device))
-    peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    figures.update(
-        peak_rss_mib=round(peak_kib / (2**20 if sys.platform == "darwin" else 2**10)),  # ru_maxrss: bytes on macOS, KiB elsewhere
-        batch_size=parser.get_parsed_content("batch_size"),
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        manifest=parser.get_parsed_content("manifest"),
-        torch_threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        monai=monai.__version__,
-    )
-    if device.type == "cuda":
-        figures["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
-    return figures
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(args.bundle, "train")])
+    overrides = {"bundle_root": args.bundle, "dataset_dir": args.dataset_dir, "ckpt_dir": f"{scratch}/models", "output_dir": f"{scratch}/eval"}
+    overrides.update({"manifest": args.manifest} if args.manifest else {})
+    overrides.update({key: override_value(value) for key, value in (item.split("=", 1) for item in args.overrides)})
+    parser.update(overrides)
+    monai.utils.set_determinism(seed=parser.get_parsed_content("seed"))
+    return parser
 
 
-class StepTimer:
-    """Times ``steps`` steps after ``warmup`` untimed ones: call :meth:`step` after each step with its image count."""
+class Variant:
+    """One way of stepping a phase: ``run(steps)`` does ``steps`` steps and returns the images they took in;
+    ``extra``: figures of its own (cache fill time, ...)."""
 
-    def __init__(self, warmup: int, steps: int, device) -> None:
-        self.warmup, self.steps, self.device = warmup, steps, device
-        self.count = self.images = 0
-        self.start = self.seconds = 0.0
-
-    @property
-    def total(self) -> int:
-        return self.warmup + self.steps
-
-    def step(self, images: int) -> bool:
-        """Count one finished step of ``images`` images; True once the last timed step is done."""
-        import torch
-
-        self.count += 1
-        if self.count > self.warmup:
-            self.images += images
-        if self.count in (self.warmup, self.total):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            now = time.perf_counter()
-            self.start, self.seconds = (now, 0.0) if self.count == self.warmup else (self.start, now - self.start)
-        return self.count >= self.total
-
-    def attach(self, engine) -> None:
-        """Time an ignite engine's iterations and end its run after the last timed one (skipping epoch-end work)."""
-        from ignite.engine import Events
-
-        def on_iteration(engine) -> None:
-            batch = engine.state.batch  # a list of items once MONAI has decollated it
-            if self.step(len(batch) if isinstance(batch, list) else len(batch["image"])):
-                engine.terminate(skip_completed=True)
-
-        engine.state.epoch_length = self.total  # the loader restarts if the split has fewer batches
-        engine.add_event_handler(Events.ITERATION_COMPLETED, on_iteration)
-
-    def figures(self) -> dict:
-        return {"images_per_s": round(self.images / self.seconds, 3), "seconds": round(self.seconds, 3), "images": self.images}
+    def __init__(self, run: Callable[[int], float], extra: dict | None = None) -> None:
+        self.run, self.extra = run, dict(extra or {})
 
 
-def train_project(parser, device, timer: StepTimer) -> dict:
+def timed_rounds(built: dict[str, Variant], warmup: int, steps: int, repeats: int, device) -> dict:
+    """Warm every variant up, then ``repeats`` rounds of ``steps`` timed steps of each in turn; returns per variant
+    the median rate, every round's rate, seconds and images, and the medians of the per-round ratios."""
+    import torch
+
+    def synchronise() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for variant in built.values():
+        variant.run(warmup)
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in built}
+    for _ in range(repeats):
+        for name, variant in built.items():
+            synchronise()
+            start = time.perf_counter()
+            images = variant.run(steps)
+            synchronise()
+            rounds[name].append((images, time.perf_counter() - start))
+    rates = {name: [images / seconds for images, seconds in blocks] for name, blocks in rounds.items()}
+    figures = {name: {"images_per_s": round(statistics.median(rates[name]), 3), "images_per_s_runs": [round(rate, 3) for rate in rates[name]],
+                      "seconds": round(sum(seconds for _, seconds in rounds[name]), 3), "images": round(sum(images for images, _ in rounds[name]), 3),
+                      **built[name].extra} for name in built}
+    ratios = {}
+    project = next((name for name in built if name.endswith("_project")), None)
+    for other in ("limit", "naive"):
+        name = next((n for n in built if n.endswith(f"_{other}")), None)
+        if project and name:
+            ratios[f"project_over_{other}"] = round(statistics.median(p / o for p, o in zip(rates[project], rates[name])), 3)
+    return {"variants": figures, "ratios": ratios}
+
+
+def engine_steps(engine, start: Callable[[], object]) -> Callable[[int], float]:
+    """``run(steps)`` for an ignite engine: ``start()`` runs or resumes it, and it is interrupted after ``steps``
+    iterations (its epoch never ends, so no epoch-end work is timed); returns the images of those iterations."""
+    from ignite.engine import Events
+
+    counted = {"steps": 0, "images": 0, "target": 0}
+
+    def on_iteration(engine) -> None:
+        batch = engine.state.batch  # a list of items once MONAI has decollated it
+        counted["images"] += len(batch) if isinstance(batch, list) else len(batch["image"])
+        counted["steps"] += 1
+        if counted["steps"] >= counted["target"]:
+            engine.interrupt()
+
+    engine.state.max_epochs, engine.state.epoch_length = 1, ENDLESS  # the loader restarts when the split runs out
+    engine.add_event_handler(Events.ITERATION_COMPLETED, on_iteration)
+
+    def run(steps: int) -> float:
+        counted.update(steps=0, images=0, target=steps)
+        start()
+        return counted["images"]
+
+    return run
+
+
+def looped(step: Callable[[], float]) -> Callable[[int], float]:
+    """``run(steps)`` calling ``step()`` (which returns its images) ``steps`` times."""
+    return lambda steps: sum(step() for _ in range(steps))
+
+
+def train_project(parser, device) -> Variant:
     parser.get_parsed_content("initialize")
     start = time.perf_counter()
     parser.get_parsed_content("train#dataset")
     cache_fill = time.perf_counter() - start
     trainer = parser.get_parsed_content("train#trainer")
-    data_path = data_path_rate(trainer.data_loader, device, timer, track_meta=False)  # as the trainer draws them (NoMetadataInTraining)
-    trainer.state.max_epochs = 1
-    timer.attach(trainer)
-    trainer.run()
-    return {**timer.figures(), "cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path}
+    extra = {"cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path_rate(trainer.data_loader, device, track_meta=False)}
+    return Variant(engine_steps(trainer, trainer.run), extra)  # SupervisedTrainer.run resumes an interrupted run
 
 
-def infer_project(parser, device, timer: StepTimer) -> dict:
+def infer_project(parser, device) -> Variant:
     from monai.engines import SupervisedEvaluator
 
     parser.get_parsed_content("initialize")
@@ -324,35 +373,51 @@ def infer_project(parser, device, timer: StepTimer) -> dict:
     parser.get_parsed_content("validate#dataset")
     cache_fill = time.perf_counter() - start
     loader = parser.get_parsed_content("validate#dataloader")
-    data_path = data_path_rate(loader, device, timer)
     evaluator = SupervisedEvaluator(device=device, val_data_loader=loader,
                                     network=parser.get_parsed_content("network"), inferer=parser.get_parsed_content("validate#inferer"),
                                     amp=parser.get_parsed_content("amp"))
-    timer.attach(evaluator)
-    evaluator.run()
-    figures = {**timer.figures(), "cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path}
-    validation = StepTimer(timer.warmup, timer.steps, device)
+    extra = {"cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path_rate(loader, device)}
+    return Variant(engine_steps(evaluator, lambda: run_engine(evaluator)), extra)
+
+
+def infer_validation(parser, device) -> Variant:
+    """The bundle's whole ``validate#evaluator`` (after :func:`infer_project` on the same ``parser``): timed in the
+    rounds beside the inference variants, reported as the project's ``validation_images_per_s``."""
     validator = parser.get_parsed_content("validate#evaluator")
-    validation.attach(validator)
-    validator.run()
-    return {**figures, "validation_images_per_s": validation.figures()["images_per_s"]}
+    return Variant(engine_steps(validator, lambda: run_engine(validator)))
 
 
-def data_path_rate(loader, device, like: StepTimer, track_meta: bool = True) -> float:
-    """Images/s of ``loader`` alone, each batch moved to ``device`` as the engines' ``prepare_batch`` does: no network.
-    ``track_meta``: MONAI's metadata tracking while drawing (the trainer turns it off)."""
+def run_engine(engine) -> None:
+    """Run or resume an evaluator as a plain ignite engine: MONAI's ``Evaluator.run`` would restart it at iteration 0."""
+    from ignite.engine import Engine
+
+    Engine.run(engine, engine.data_loader)
+
+
+def endless(loader):
+    """The batches of ``loader``, epoch after epoch."""
+    while True:
+        yield from loader
+def data_path_rate(loader, device, track_meta: bool = True, steps: int = 10) -> float:
+    """Images/s of ``loader`` alone over ``steps`` batches, each moved to ``device`` as the engines' ``prepare_batch``
+    does: no network. ``track_meta``: MONAI's metadata tracking while drawing (the trainer turns it off)."""
     from monai.data import set_track_meta
 
-    timer = StepTimer(like.warmup, like.steps, device)
     set_track_meta(track_meta)
     try:
-        while True:
-            for batch in loader:
-                batch["image"].to(device)
-                if timer.step(len(batch["image"])):
-                    return timer.figures()["images_per_s"]
+        images, start = 0, time.perf_counter()
+        for batch in itertools.islice(endless(loader), steps):
+            images += len(batch["image"].to(device))
+        return round(images / (time.perf_counter() - start), 3)
     finally:
         set_track_meta(True)
+
+
+def on_device(tensor, device):
+    """A plain (metadata-free) tensor on ``device``."""
+    from monai.utils import convert_to_tensor
+
+    return convert_to_tensor(tensor, track_meta=False).to(device)
 
 
 def held_batches(parser, split: str, count: int = HELD_BATCHES) -> list[dict]:
@@ -366,23 +431,17 @@ def held_batches(parser, split: str, count: int = HELD_BATCHES) -> list[dict]:
     return [list_data_collate([transform(item) for item in spread[k : k + batch_size]]) for k in range(0, len(spread), batch_size)]
 
 
-def on_device(tensor, device):
-    """A plain (metadata-free) tensor on ``device``."""
-    from monai.utils import convert_to_tensor
-
-    return convert_to_tensor(tensor, track_meta=False).to(device)
-
-
-def train_limit(parser, device, timer: StepTimer) -> dict:
+def train_limit(parser, device) -> Variant:
     import torch
 
-    held = [(on_device(batch["image"], device), on_device(batch["label"], device)) for batch in held_batches(parser, "train")]
+    held = itertools.cycle([(on_device(batch["image"], device), on_device(batch["label"], device)) for batch in held_batches(parser, "train")])
     network, loss_function, optimizer = (parser.get_parsed_content(key) for key in ("network", "loss", "optimizer"))
     amp = parser.get_parsed_content("amp")
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    network.train()
-    for step in itertools.count():  # SupervisedTrainer's update, without the engine
-        images, labels = held[step % len(held)]
+
+    def step() -> int:  # SupervisedTrainer's update, without the engine
+        images, labels = next(held)
+        network.train()
         optimizer.zero_grad(set_to_none=False)
         with torch.autocast(device.type, enabled=amp):
             loss = loss_function(network(images), labels).mean()
@@ -393,28 +452,28 @@ def train_limit(parser, device, timer: StepTimer) -> dict:
         else:
             loss.backward()
             optimizer.step()
-        if timer.step(len(images)):
-            return timer.figures()
+        return len(images)
+
+    return Variant(looped(step))
 
 
-def infer_limit(parser, device, timer: StepTimer) -> dict:
+def infer_limit(parser, device) -> Variant:
     import torch
-    from monai.networks import eval_mode
 
     images = on_device(held_batches(parser, "validate", 1)[0]["image"], device)
-    inferer, network = parser.get_parsed_content("validate#inferer"), parser.get_parsed_content("network")
+    inferer, network = parser.get_parsed_content("validate#inferer"), parser.get_parsed_content("network").eval()
     calls = []  # the windows the inferer cuts from one image, found by letting it run on a recording stand-in
     inferer(images[:1], lambda windows: calls.append(windows) or windows[:, :1])
     windows = torch.cat(calls)
     batch = windows.repeat(math.ceil(inferer.sw_batch_size / len(windows)), 1, 1, 1)[: inferer.sw_batch_size]
-    with eval_mode(network), torch.autocast(device.type, enabled=parser.get_parsed_content("amp")):
-        while True:
+    amp = parser.get_parsed_content("amp")
+
+    def step() -> float:
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp):
             network(batch)
-            if timer.step(len(batch)):
-                break
-    figures = timer.figures()
-    figures["images_per_s"] = round(figures["images_per_s"] / len(windows), 3)
-    return {**figures, "windows_per_image": len(windows)}
+        return len(batch) / len(windows)  # the windows of one image count as one image
+
+    return Variant(looped(step), {"windows_per_image": len(windows)})
 
 
 class NaiveSlices:
@@ -490,43 +549,46 @@ def naive_dataset(parser, split: str) -> tuple:
     return dataset, samples
 
 
-def train_naive(parser, device, timer: StepTimer) -> dict:
+def train_naive(parser, device) -> Variant:
     import torch
 
     dataset, samples = naive_dataset(parser, "train")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=parser.get_parsed_content("batch_size") * samples, shuffle=True)
+    batches = endless(torch.utils.data.DataLoader(dataset, batch_size=parser.get_parsed_content("batch_size") * samples, shuffle=True))
     network, loss_function, optimizer = (parser.get_parsed_content(key) for key in ("network", "loss", "optimizer"))
-    running_loss = 0.0
-    while True:
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            network.train()
-            optimizer.zero_grad()
-            loss = loss_function(network(images), labels)
-            loss.backward()
-            optimizer.step()
-            running_loss += loss.item()
-            if timer.step(len(images)):
-                return timer.figures()
+
+    def step() -> int:
+        images, labels = next(batches)
+        images, labels = images.to(device), labels.to(device)
+        network.train()
+        optimizer.zero_grad()
+        loss = loss_function(network(images), labels)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the seeds' running loss: a host read every step
+        return len(images)
+
+    return Variant(looped(step))
 
 
-def infer_naive(parser, device, timer: StepTimer) -> dict:
+def infer_naive(parser, device) -> Variant:
     import torch
 
     dataset, _ = naive_dataset(parser, "validate")
     dataset.crop = None  # whole slices, as the seeds predicted
-    loader = torch.utils.data.DataLoader(dataset, batch_size=parser.get_parsed_content("batch_size"))
+    batches = endless(torch.utils.data.DataLoader(dataset, batch_size=parser.get_parsed_content("batch_size")))
     network = parser.get_parsed_content("network").eval()
-    with torch.no_grad():
-        while True:
-            for images, _ in loader:
-                network(images.to(device)).cpu()
-                if timer.step(len(images)):
-                    return timer.figures()
+
+    def step() -> int:
+        images, _ = next(batches)
+        with torch.no_grad():
+            network(images.to(device)).cpu()
+        return len(images)
+
+    return Variant(looped(step))
 
 
-VARIANT_RUNNERS = {"train_naive": train_naive, "train_project": train_project, "train_limit": train_limit,
-                   "infer_naive": infer_naive, "infer_project": infer_project, "infer_limit": infer_limit}
+VARIANT_BUILDERS = {"train_naive": train_naive, "train_project": train_project, "train_limit": train_limit,
+                    "infer_naive": infer_naive, "infer_project": infer_project, "infer_limit": infer_limit}
 
 if __name__ == "__main__":
     sys.exit(main())

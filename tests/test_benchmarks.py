@@ -5,11 +5,15 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
+
+import pytest
+import torch
 
 from bundle_utils import REPO
 
 HARNESS = REPO / "benchmarks" / "train_throughput.py"
-TINY = ["--set=network_def#features=2", "--set=batch_size=2", "--set=image_size=[32,32]", "--steps=1", "--warmup=1"]
+TINY = ["--set=network_def#features=2", "--set=batch_size=2", "--set=image_size=[32,32]", "--steps=1", "--warmup=1", "--repeats=2"]
 
 
 def harness(*args) -> subprocess.CompletedProcess:
@@ -26,16 +30,17 @@ def test_every_variant_of_training_and_inference_is_reported(tmp_path, lgg_demo_
     for phase in ("train", "inference"):
         for variant in ("naive", "project", "limit"):
             figures = report[phase][variant]
-            assert figures["images"] == 2, (phase, variant)
-            assert figures["images_per_s_runs"] == [figures["images_per_s"]]  # --repeats 1
+            assert figures["images"] == 4, (phase, variant)  # 2 rounds of 1 step of 2 images
+            assert len(figures["images_per_s_runs"]) == 2 and min(figures["images_per_s_runs"]) <= figures["images_per_s"] <= max(figures["images_per_s_runs"])
             assert figures["images_per_s"] > 0 and figures["seconds"] > 0 and figures["wall_s"] > 0
             assert 100 < figures["peak_rss_mib"] < 16 * 1024  # MiB of a process that imported torch
         assert report[phase]["project_over_limit"] > 0 and report[phase]["project_over_naive"] > 0
-        assert report[phase]["project"]["cache_fill_s"] > 0
+        assert report[phase]["project"]["cache_fill_s"] > 0 and report[phase]["project"]["data_path_images_per_s"] > 0
     assert report["inference"]["project"]["validation_images_per_s"] > 0 and report["inference"]["limit"]["windows_per_image"] == 1
     table = out.with_suffix(".md").read_text()
     assert "| project / limit |" in table and table in result.stdout
-    assert all(out.with_suffix(f".{phase}_{variant}.log").is_file() for phase in ("train", "infer") for variant in ("naive", "project", "limit"))
+    logs = ["speed_train", "speed_inference", *(f"memory_{phase}_{variant}" for phase in ("train", "infer") for variant in ("naive", "project", "limit"))]
+    assert all(out.with_suffix(f".{name}.log").is_file() for name in logs)
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, lgg_demo_root):
@@ -46,12 +51,27 @@ def test_bad_arguments_are_one_line_errors(tmp_path, lgg_demo_root):
         assert result.returncode == 2 and fragment in result.stderr.strip().splitlines()[-1], result.stderr
 
 
-def test_repeats_keep_the_median_run_and_the_highest_peak_memory():
+def harness_module():
     spec = importlib.util.spec_from_file_location("train_throughput", HARNESS)
-    harness_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness_module)
-    runs = [{"images_per_s": 3.0, "peak_rss_mib": 10, "seconds": 1}, {"images_per_s": 1.0, "peak_rss_mib": 30, "seconds": 3},
-            {"images_per_s": 2.0, "peak_rss_mib": 20, "seconds": 2}]
-    assert harness_module.median_run(runs) == {"images_per_s": 2.0, "peak_rss_mib": 30, "seconds": 2, "images_per_s_runs": [3.0, 1.0, 2.0]}
-    assert harness_module.median_run(runs[:2])["images_per_s"] == 1.0  # the lower middle of an even count
-    assert harness_module.rate_cell(harness_module.median_run(runs)) == "2.0 (1.0-3.0)"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rounds_interleave_the_variants_and_pair_their_ratios():
+    module, calls = harness_module(), []
+
+    def variant(name, images):  # each step takes 10 ms and counts ``images``
+        return module.Variant(lambda steps: calls.append(name) or time.sleep(0.01 * steps) or images * steps)
+
+    built = {"train_project": variant("project", 4), "train_limit": variant("limit", 8)}
+    speed = module.timed_rounds(built, warmup=1, steps=2, repeats=3, device=torch.device("cpu"))
+    assert calls == ["project", "limit"] + ["project", "limit"] * 3  # warm-up, then rounds in turn
+    assert speed["variants"]["train_project"]["images"] == 24 and len(speed["variants"]["train_limit"]["images_per_s_runs"]) == 3
+    assert speed["ratios"]["project_over_limit"] == pytest.approx(0.5, rel=0.2) and "project_over_naive" not in speed["ratios"]
+
+
+def test_the_table_shows_the_median_and_the_spread_of_the_rounds():
+    rate_cell = harness_module().rate_cell
+    assert rate_cell({"images_per_s": 2.0, "images_per_s_runs": [3.0, 1.0, 2.0]}) == "2.0 (1.0-3.0)"
+    assert rate_cell({"images_per_s": 2.0, "images_per_s_runs": [2.0]}) == "2.0" and rate_cell({}) == "-"
