@@ -355,28 +355,30 @@ def looped(step: Callable[[], float]) -> Callable[[int], float]:
     return lambda steps: sum(step() for _ in range(steps))
 
 
-def train_project(parser, device) -> Variant:
+def cache_fill_seconds(parser, dataset: str) -> float:
+    """Run the bundle's ``initialize`` (its input checks), then build ``dataset`` (filling its cache): the seconds the latter took."""
     parser.get_parsed_content("initialize")
     start = time.perf_counter()
-    parser.get_parsed_content("train#dataset")
-    cache_fill = time.perf_counter() - start
+    parser.get_parsed_content(dataset)
+    return round(time.perf_counter() - start, 3)
+
+
+def train_project(parser, device) -> Variant:
+    cache_fill = cache_fill_seconds(parser, "train#dataset")
     trainer = parser.get_parsed_content("train#trainer")
-    extra = {"cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path_rate(trainer.data_loader, device, track_meta=False)}
+    extra = {"cache_fill_s": cache_fill, "data_path_images_per_s": data_path_rate(trainer.data_loader, device, track_meta=False)}
     return Variant(engine_steps(trainer, trainer.run), extra)  # SupervisedTrainer.run resumes an interrupted run
 
 
 def infer_project(parser, device) -> Variant:
     from monai.engines import SupervisedEvaluator
 
-    parser.get_parsed_content("initialize")
-    start = time.perf_counter()
-    parser.get_parsed_content("validate#dataset")
-    cache_fill = time.perf_counter() - start
+    cache_fill = cache_fill_seconds(parser, "validate#dataset")
     loader = parser.get_parsed_content("validate#dataloader")
     evaluator = SupervisedEvaluator(device=device, val_data_loader=loader,
                                     network=parser.get_parsed_content("network"), inferer=parser.get_parsed_content("validate#inferer"),
                                     amp=parser.get_parsed_content("amp"))
-    extra = {"cache_fill_s": round(cache_fill, 3), "data_path_images_per_s": data_path_rate(loader, device)}
+    extra = {"cache_fill_s": cache_fill, "data_path_images_per_s": data_path_rate(loader, device)}
     return Variant(engine_steps(evaluator, lambda: run_engine(evaluator)), extra)
 
 

@@ -1,22 +1,16 @@
+import functools
 import json
 
+import masks
 import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
+from masks import SQUARE
 
 from pipelines.evaluation import SegmentationMetricsWriter, scores_from_counts
 
-
-def mask(*pixels, size=4):
-    """(1, size, size) binary mask with ones at the given (row, col) pixels."""
-    out = torch.zeros(1, size, size)
-    for r, c in pixels:
-        out[0, r, c] = 1
-    return out
-
-
-SQUARE = [(0, 0), (0, 1), (1, 0), (1, 1)]
+mask = functools.partial(masks.mask, size=4)  # (1, 4, 4) masks
 # subject A: a perfect tumour slice, then an empty slice predicted empty (Dice 1 by the seed convention);
 # subject B: a tumour slice with half the pixels right (tp 2, fp 2, fn 2 -> Dice 0.5).
 CASES = [

@@ -1,25 +1,18 @@
 """Per-patient 3D post-processing in the metrics writer, on hand-made volumes with known components."""
 
 import csv
+import functools
 import json
 
+import masks
 import pytest
-import torch
 from ignite.engine import Engine, Events
+from masks import SQUARE
 from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
 from pipelines.evaluation import SegmentationMetricsWriter
 
-
-def mask(*pixels, size=6):
-    """(1, size, size) binary mask with ones at the given (row, col) pixels."""
-    out = torch.zeros(1, size, size)
-    for r, c in pixels:
-        out[0, r, c] = 1
-    return out
-
-
-SQUARE = [(0, 0), (0, 1), (1, 0), (1, 1)]
+mask = functools.partial(masks.mask, size=6)  # (1, 6, 6) masks
 # Subject P: the tumour is a 2x2 square in slices 1 and 2 (8 voxels), predicted exactly, plus a stray voxel at
 # (5, 5) of slice 3, a component of its own. Raw: tp 8, fp 1 -> 3D Dice 16/17; the largest component alone: Dice 1.
 P = [("P", 3, mask((5, 5)), mask()), ("P", 1, mask(*SQUARE), mask(*SQUARE)), ("P", 2, mask(*SQUARE), mask(*SQUARE))]  # out of slice order
