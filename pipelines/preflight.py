@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from pipelines.datalist import split_rows
 from pipelines.errors import InputError, exit_on_input_error, first_line
 
-__all__ = ["check_checkpoint", "check_lgg_slices", "check_writable", "model_weights"]
+__all__ = ["check_checkpoint", "check_lgg_slices", "check_writable", "model_weights", "patch_within"]
 
 BINARY_MASK_VALUES = {0, 255}
 EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
@@ -74,6 +74,15 @@ def check_writable(folders: dict[str, str | os.PathLike]) -> None:
                 pass
         except OSError as err:
             raise InputError(f"{option} {folder}: cannot write there ({err.strerror or err})") from None
+
+
+@exit_on_input_error
+def patch_within(patch_size: Sequence[int], image_size: Sequence[int]) -> list[int]:
+    """``patch_size`` (the training crop, pixels) if it fits in ``image_size`` in every dimension; else one
+    ``error:`` line naming both settings."""
+    if any(patch > image for patch, image in zip(patch_size, image_size)):
+        raise InputError(f"--patch_size {list(patch_size)}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
+    return list(patch_size)
 
 
 @exit_on_input_error

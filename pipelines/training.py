@@ -73,7 +73,7 @@ class NoMetadataInTraining:
     trainer draws and steps its batches, and on again at the end of each epoch and of the run (also when it is terminated).
 
     MONAI's fast-training advice: without it the random transforms of a training batch build plain tensors
-    instead of ``MetaTensor``\ s, which halves the CPU cost of an augmented 2D batch; values are unchanged. The
+    instead of ``MetaTensor`` objects, which halves the CPU cost of an augmented 2D batch; values are unchanged. The
     validation, evaluation and inference engines keep the metadata they need (``Invertd``, file names). List
     it before the trainer's ``ValidationHandler``, so that tracking is back on when validation starts.
     """

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import runpy
 import subprocess
+import sys
 from pathlib import Path
+from unittest import mock
 
 from pipelines.bundles import bundle_command
 
@@ -26,6 +29,24 @@ def run_bundle(bundle: str, mode: str, processes: int = 1, **overrides) -> subpr
     command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides}, processes)
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if processes > 1 else None
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+
+
+def bundle_error_in_process(bundle: str, mode: str, **overrides) -> str:
+    """Run workflow ``mode`` of ``bundles/<bundle>`` through ``monai.bundle``'s own ``__main__`` inside this
+    process (the command line of :func:`run_bundle`, without the seconds of a fresh interpreter importing torch
+    and MONAI) and return the message it exits with; fails unless it ends in ``SystemExit``, which Python
+    prints as that one line. Only for runs that stop during their checks (no training)."""
+    command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides})
+    cwd = Path.cwd()
+    try:
+        os.chdir(REPO)
+        with mock.patch.object(sys, "argv", ["monai.bundle", *command[3:]]):
+            runpy.run_module("monai.bundle", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        return str(stop.code)
+    finally:
+        os.chdir(cwd)
+    raise AssertionError(f"{bundle} {mode} finished without an error")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bundle_utils import REPO, assert_one_line_error, fast, run_bundle, tree_digest
+from bundle_utils import REPO, assert_one_line_error, bundle_error_in_process, fast, run_bundle, tree_digest
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -241,6 +241,10 @@ def train_images_too_small(data):
     return bundle_case("train", "64x64 is smaller than the 256x256 this bundle works at", bundle="lgg_unet_augment")
 
 
+def train_patch_larger_than_image(data):
+    return bundle_case("train", "--patch_size [384, 384]", "larger than --image_size [256, 256]", bundle="lgg_best", patch_size="[384,384]")
+
+
 def output_dir_under_a_file(data):
     (blocker := data.tmp / "a_file").write_text("not a folder")
     return bundle_case("train", "output_dir", str(blocker / "eval"), "cannot write", output_dir=blocker / "eval")
@@ -324,6 +328,7 @@ CASES = {
     "train: mask not binary": train_mask_not_binary,
     "train: RGB mask": train_rgb_mask,
     "train: images smaller than image_size": train_images_too_small,
+    "train: patch larger than image_size": train_patch_larger_than_image,
     "train: output_dir not writable": output_dir_under_a_file,
     "train: resume from another network": resume_from_another_network,
     "evaluate: no checkpoint": evaluate_without_checkpoint,
@@ -339,20 +344,37 @@ CASES = {
 }
 
 
+def bundle_settings(data: Data, bundle: str, arguments: dict) -> dict:
+    """The bundle run of a case: its data, the run folder's outputs, a small network, then the case's overrides."""
+    outputs = {"ckpt_dir": data.outputs / "models", "output_dir": data.outputs / "eval"}
+    return {"dataset_dir": data.root, "manifest": data.manifest, "epochs": 1, **outputs, **fast(bundle), **arguments}
+
+
 @pytest.mark.parametrize("damage", CASES.values(), ids=CASES.keys())
 def test_bad_input_ends_in_one_line_and_keeps_earlier_outputs(data, damage, capsys):
+    """Bundle workflows run through ``monai.bundle``'s ``__main__`` in this process (the next test runs two of
+    them as the separate command a user types); the ``python -m pipelines`` commands through their ``main``."""
     data.tmp.mkdir()
     before = tree_digest(data.outputs)
     command, arguments, fragments = damage(data)
     if command in ("train", "evaluate", "inference"):
         bundle = arguments.pop("bundle")
-        settings = {"dataset_dir": data.root, "manifest": data.manifest, "ckpt_dir": data.outputs / "models", "output_dir": data.outputs / "eval"}
-        assert_one_line_error(run_bundle(bundle, command, epochs=1, **{**settings, **fast(bundle), **arguments}), *fragments)
+        message = bundle_error_in_process(bundle, command, **bundle_settings(data, bundle, arguments))
+        assert message.startswith("error: ") and "\n" not in message and all(fragment in message for fragment in fragments), message
     else:
         assert main([command, *arguments]) != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and all(fragment in err[0] for fragment in fragments), err
     assert tree_digest(data.outputs) == before
+
+
+@pytest.mark.parametrize("case", ["train: unknown split", "evaluate: checkpoint that runs code"])
+def test_the_bundle_command_prints_only_the_error_line(data, case):
+    """As a separate ``python -m monai.bundle run``: exit code non-zero, the last stderr line is the error, no traceback."""
+    data.tmp.mkdir()
+    command, arguments, fragments = CASES[case](data)
+    bundle = arguments.pop("bundle")
+    assert_one_line_error(run_bundle(bundle, command, **bundle_settings(data, bundle, arguments)), *fragments)
 
 
 ACCEPTED = {

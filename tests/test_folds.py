@@ -150,7 +150,7 @@ def test_crossval_errors(tmp_path, capsys):
 
 def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):
     manifest, root = demo
-    overrides = {"dataset_dir": root, "manifest": manifest, "epochs": 1, "image_size": "[32,32]", **fast("lgg_best"), "batch_size": 4}
+    overrides = {"dataset_dir": root, "manifest": manifest, "epochs": 1, "image_size": "[32,32]", "patch_size": "[16,16]", **fast("lgg_best"), "batch_size": 4}
     argv = [str(REPO / "bundles" / "lgg_best"), "--out", str(tmp_path), "--folds", "3", "--only", "1"]
     assert crossval_main(argv + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
     summary = json.loads((tmp_path / "crossval_summary.json").read_text())

@@ -18,7 +18,9 @@ NAN_LOSS = "$lambda input, target: torch.nn.functional.binary_cross_entropy_with
 
 @pytest.fixture
 def settings(tmp_path, lgg_demo_root, lgg_demo_manifest):
-    return {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, **fast("lgg_unet_augment"), "batch_size": 4}
+    """lgg_unet_augment at half size (128x128 slices, 64x64 patches and windows): every random part of a recipe, quickly."""
+    return {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, **fast("lgg_unet_augment"), "batch_size": 4,
+            "image_size": "[128,128]", "roi_size": "[64,64]"}
 
 
 def test_two_runs_with_the_same_seed_are_identical(tmp_path, settings):
@@ -60,6 +62,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, setting
     time.sleep(0.5)  # into epoch 2
     os.killpg(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
+    assert not (part / "models" / "checkpoint_epoch=2.pt").exists()  # killed during epoch 2, not after it
     resumed = run_bundle("lgg_unet_augment", "train", resume=True, **{key: value for key, value in overrides.items() if key != "bundle_root"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restored all variables from" in resumed.stdout + resumed.stderr
