@@ -56,8 +56,10 @@ def init_process_group() -> None:
 
 
 def destroy_process_group() -> None:
-    """Leave the process group, if joined."""
+    """Leave the process group, if joined, once every rank has got here: a rank that left while rank 0 still
+    wrote its files and talked to the group could abort ("terminate called without an active exception")."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
