@@ -26,8 +26,10 @@ from pipelines.preflight import model_weights
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "latest_checkpoint",
+    "check_resume", "keeps_best_epoch", "latest_checkpoint",
 ]
+
+MODEL_EPOCHS = ("best", "last")
 
 
 class ProgressBar(IgniteProgressBar):
@@ -162,6 +164,16 @@ class _ReplaceAfterSave(BaseSaveHandler):
 
     def remove(self, filename: str) -> None:
         self.superseded.add(self.filename or filename)
+
+
+@exit_on_input_error
+def keeps_best_epoch(model_epoch: str) -> bool:
+    """A recipe's ``model_epoch``: ``"best"`` (``model.pt`` is the epoch with the best ``selection_metric``) gives
+    True, ``"last"`` (``model.pt`` is the latest epoch's weights, rewritten after each validation) False; any
+    other value is one ``error:`` line."""
+    if model_epoch not in MODEL_EPOCHS:
+        raise InputError(f"--model_epoch {model_epoch!r}: expected one of {', '.join(MODEL_EPOCHS)}")
+    return model_epoch == "best"
 
 
 class AtomicCheckpointSaver(CheckpointSaver):

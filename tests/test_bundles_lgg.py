@@ -39,8 +39,10 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
 
 def test_the_recipe_names_the_metric_that_picks_model_pt(trained):
     bundle, _, run = trained
-    metric = json.loads((run / "train" / "training_run.json").read_text())["selection_metric"]
+    facts = json.loads((run / "train" / "training_run.json").read_text())
+    metric = facts["selection_metric"]
     assert metric == ("val_dice_3d_postprocessed" if bundle == "lgg_best" else "val_mean_dice")
+    assert facts["model_epoch"] == ("last" if bundle == "lgg_best" else "best")
     assert f"Key metric: {metric} best value" in (run / "train.log").read_text()
 
 

@@ -1,13 +1,19 @@
 """Crash-safe checkpoints and weights-only loading, in process on a toy engine."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from ignite.engine import Engine, Events
+from monai.bundle import ConfigParser
 
 import pipelines.training
+from pipelines.bundles import config_files
 from pipelines.errors import InputError
 from pipelines.preflight import model_weights
-from pipelines.training import AtomicCheckpointSaver, RunState
+from pipelines.training import AtomicCheckpointSaver, RunState, keeps_best_epoch
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def train(save_dir, epochs, network=None, fail_saving_at=None, monkeypatch=None):
@@ -118,3 +124,33 @@ def test_run_state_carries_the_amp_gradient_scaler():
     trainers[0].run([0], max_epochs=1)
     resumed.load_state_dict(saved.state_dict())
     assert trainers[1].scaler.get_scale() == 1024.0 and trainers[1].state.epoch == 1
+
+
+@pytest.mark.parametrize("bundle, kept", [("lgg_unet_bce", 1.0), ("lgg_best", 2.0)], ids=["best (seed recipes)", "last (lgg_best)"])
+def test_model_epoch_decides_which_validation_model_pt_holds(tmp_path, bundle, kept):
+    """The recipe's ``validate#best_saver`` after two validations scoring 0.9, then 0.1, of weights filled with
+    1, then 2: ``model_epoch: best`` keeps the first, ``last`` the second."""
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(REPO / "bundles" / bundle, "train")])
+    parser.update({"ckpt_dir": str(tmp_path), "network": "$torch.nn.Linear(2, 2)"})
+    saver = parser.get_parsed_content("validate#best_saver")
+    network, scores = saver.save_dict["model"], iter([0.9, 0.1])
+    validator = Engine(lambda engine, batch: None)
+
+    @validator.on(Events.EPOCH_COMPLETED)
+    def score(engine):
+        engine.state.metrics, engine.state.key_metric_name = {"val_score": next(scores)}, "val_score"
+
+    saver.attach(validator)
+    for fill in (1.0, 2.0):
+        with torch.no_grad():
+            network.weight.fill_(fill)
+        validator.run([0], max_epochs=1)
+    assert files(tmp_path) == ["model.pt"]
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], torch.full((2, 2), kept))
+
+
+def test_an_unknown_model_epoch_is_one_line():
+    assert keeps_best_epoch("best") and not keeps_best_epoch("last")
+    with pytest.raises(SystemExit, match=r"^error: --model_epoch 'final': expected one of best, last$"):
+        keeps_best_epoch("final")
