@@ -400,6 +400,8 @@ def endless(loader):
     """The batches of ``loader``, epoch after epoch."""
     while True:
         yield from loader
+
+
 def data_path_rate(loader, device, track_meta: bool = True, steps: int = 10) -> float:
     """Images/s of ``loader`` alone over ``steps`` batches, each moved to ``device`` as the engines' ``prepare_batch``
     does: no network. ``track_meta``: MONAI's metadata tracking while drawing (the trainer turns it off)."""

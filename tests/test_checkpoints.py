@@ -1,9 +1,8 @@
 """Crash-safe checkpoints and weights-only loading, in process on a toy engine."""
 
-from pathlib import Path
-
 import pytest
 import torch
+from bundle_utils import REPO
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
@@ -12,8 +11,6 @@ from pipelines.bundles import config_files
 from pipelines.errors import InputError
 from pipelines.preflight import model_weights
 from pipelines.training import AtomicCheckpointSaver, RunState, keeps_best_epoch
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def train(save_dir, epochs, network=None, fail_saving_at=None, monkeypatch=None):
