@@ -12,7 +12,7 @@ built from its own parse of the bundle's config files (its own network and optim
   draw, converts with numpy (channels, resize, crop, scaling and label values as the recipe has them), a
   default ``DataLoader``, and a hand-written float32 step loop reading ``loss.item()`` every step.
 - ``train_project``: the bundle's ``train#trainer`` as ``monai.bundle run`` builds it from the same config
-  files (after its ``initialize``): ``CacheDataset``, the bundle's loader (MONAI's ``DataLoader`` on the CPU,
+  files (after its ``initialize``): its cached dataset (``CacheDataset``; LGG's ``StackedSliceDataset``), the bundle's loader (MONAI's ``DataLoader`` on the CPU,
   ``ThreadDataLoader`` on CUDA), ``SupervisedTrainer`` with every handler. Its epoch never ends while it is
   timed, so validation and checkpoints are not (validation is measured below). ``cache_fill_s``: building
   ``train#dataset``, i.e. filling its cache; ``data_path_images_per_s``: its loader alone, without the network

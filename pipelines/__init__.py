@@ -6,7 +6,7 @@ submodules are imported on first use, so the command-line tools start without lo
 
 import importlib
 
-__all__ = ["datalist", "distributed", "evaluation", "inference", "manifest", "oasis", "preflight", "training", "visualize"]
+__all__ = ["datalist", "datasets", "distributed", "evaluation", "inference", "manifest", "oasis", "preflight", "training", "visualize"]
 
 
 def __getattr__(name: str):

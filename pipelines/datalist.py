@@ -3,7 +3,8 @@
 Bundle configs call these by name, e.g. ``"$pipelines.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
 Two options change what a split holds: ``fold`` replaces the manifest's split column by patient-level k-fold
 cross-validation roles (:func:`pipelines.manifest.fold_splits`), and ``neighbours`` turns each item into a
-2.5D stack of neighbouring slices of the same patient (:func:`stacked_channels` says where their channels land).
+2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.datasets.StackedSliceDataset`
+caches each slice once and concatenates a stack's channels when it is drawn).
 A bad manifest or dataset folder ends the run with one ``error: ...`` line and exit code 1 before
 any image is read or any output is written (see :func:`pipelines.errors.exit_on_input_error`).
 """
@@ -118,12 +119,13 @@ def load_split(
 
 
 def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -> list[int]:
-    """Indices of ``channels`` of every slice in the channel-first image loaded from a 2.5D item.
+    """Indices of ``channels`` of every slice in the channel-first image ``LoadImaged`` makes of a 2.5D item.
 
     ``LoadImaged`` concatenates the files of an item's ``image`` list along the channel axis, ``bands``
     channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`_with_neighbours`: the slice
     itself, then slice -1, +1, -2, +2, ... E.g. FLAIR (``[1]``) with 1 neighbour each side: ``[1, 4, 7]``.
-    With ``neighbours`` 0: ``channels`` unchanged.
+    With ``neighbours`` 0: ``channels`` unchanged. Exported bundles load stacks that way; the bundles'
+    ``StackedSliceDataset`` picks ``channels`` of each file and concatenates them, the same tensor.
     """
     return [bands * k + channel for k in range(2 * neighbours + 1) for channel in channels]
 
