@@ -424,15 +424,21 @@ def on_device(tensor, device):
     return convert_to_tensor(tensor, track_meta=False).to(device)
 
 
+def uncached_dataset(parser, split: str):
+    """The bundle's ``split#dataset`` (``train`` or ``validate``) with ``cache_rate`` 0: its items, transforms and
+    2.5D stacking as configured, each item loaded when drawn, nothing cached."""
+    parser[f"{split}#dataset#cache_rate"] = 0.0
+    return parser.get_parsed_content(f"{split}#dataset")
+
+
 def held_batches(parser, split: str, count: int = HELD_BATCHES) -> list[dict]:
-    """``count`` batches of the bundle's own transforms for ``split`` (``train`` or ``validate``), collated as its
+    """``count`` batches of the bundle's own dataset for ``split`` (``train`` or ``validate``), collated as its
     loader does, from items spread evenly over the split (so that tumour slices are among them)."""
     from monai.data import list_data_collate
 
-    items, batch_size = parser.get_parsed_content(f"{split}#dataset#data"), parser.get_parsed_content("batch_size")
-    spread = items[:: max(1, len(items) // (count * batch_size))][: count * batch_size]
-    transform = parser.get_parsed_content(f"{split}#dataset#transform")
-    return [list_data_collate([transform(item) for item in spread[k : k + batch_size]]) for k in range(0, len(spread), batch_size)]
+    dataset, batch_size = uncached_dataset(parser, split), parser.get_parsed_content("batch_size")
+    spread = list(range(len(dataset)))[:: max(1, len(dataset) // (count * batch_size))][: count * batch_size]
+    return [list_data_collate([dataset[index] for index in spread[k : k + batch_size]]) for k in range(0, len(spread), batch_size)]
 
 
 def train_limit(parser, device) -> Variant:
@@ -536,8 +542,7 @@ def naive_dataset(parser, split: str) -> tuple:
     def setting(key: str):
         return parser.get_parsed_content(key) if key in parser else None
 
-    item = parser.get_parsed_content(f"{split}#dataset#data")[0]
-    sample = parser.get_parsed_content(f"{split}#dataset#transform")(item)
+    sample = uncached_dataset(parser, split)[0]
     samples = len(sample) if isinstance(sample, list) else 1
     sample = sample[0] if isinstance(sample, list) else sample
     dataset = NaiveSlices(

@@ -75,3 +75,19 @@ def test_the_table_shows_the_median_and_the_spread_of_the_rounds():
     rate_cell = harness_module().rate_cell
     assert rate_cell({"images_per_s": 2.0, "images_per_s_runs": [3.0, 1.0, 2.0]}) == "2.0 (1.0-3.0)"
     assert rate_cell({"images_per_s": 2.0, "images_per_s_runs": [2.0]}) == "2.0" and rate_cell({}) == "-"
+
+
+def test_every_training_variant_of_a_2_5d_bundle_sees_the_stacked_channels(lgg_demo_root, lgg_demo_manifest):
+    """lgg_best caches single slices and stacks neighbours when drawn: the limit's held batches and the naive
+    loop must get the same 9 channels as the project's loader, not a slice's own 3."""
+    from monai.bundle import ConfigParser
+
+    from pipelines.bundles import config_files
+
+    module, channels = harness_module(), []
+    for build in (lambda p: module.held_batches(p, "train", 1)[0]["image"], lambda p: module.naive_dataset(p, "train")[0][0][0]):
+        parser = ConfigParser()
+        parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
+        parser.update({"dataset_dir": str(lgg_demo_root), "manifest": str(lgg_demo_manifest), "image_size": [32, 32], "patch_size": [16, 16]})
+        channels.append(build(parser).shape[-3])
+    assert channels == [9, 9]
