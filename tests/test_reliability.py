@@ -24,10 +24,12 @@ def settings(tmp_path, lgg_demo_root, lgg_demo_manifest):
 
 
 def test_two_runs_with_the_same_seed_are_identical(tmp_path, settings):
-    """lgg_unet_augment: random patches, flips, elastic deformation and the balanced sampler all follow ``seed``."""
+    """lgg_unet_augment: random patches, flips, elastic deformation and the balanced sampler all follow ``seed``,
+    whether batches are drawn in the training thread or in a background one (``cpu_loader_thread``)."""
     runs = []
-    for name in ("first", "second"):
-        result = run_bundle("lgg_unet_augment", "train", epochs=1, ckpt_dir=tmp_path / name / "models", output_dir=tmp_path / name / "train", **settings)
+    for name, loader_thread in (("first", False), ("second", True)):
+        result = run_bundle("lgg_unet_augment", "train", epochs=1, ckpt_dir=tmp_path / name / "models", output_dir=tmp_path / name / "train",
+                            cpu_loader_thread=loader_thread, **settings)
         assert result.returncode == 0, result.stderr[-3000:]
         runs.append(tmp_path / name)
     weights = [torch.load(run / "models" / "model.pt", weights_only=True) for run in runs]
@@ -49,7 +51,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoints(tmp_path, set
 
 
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, settings):
-    """SIGKILL in epoch 2 of 3, then ``--resume True``: same final weights, best checkpoint and best metric."""
+    """SIGKILL in epoch 2 of 3, then ``--resume True``: same final weights, best checkpoint and best metric. Batches are
+    drawn in a background thread (lgg_best's ``cpu_loader_thread``), which must not run ahead into the next epoch's
+    reseeding; drawing them in the training thread gives the same batches (the test above)."""
+    settings = {**settings, "cpu_loader_thread": True}
     full = run_bundle("lgg_unet_augment", "train", epochs=3, ckpt_dir=tmp_path / "full" / "models", output_dir=tmp_path / "full" / "train", **settings)
     assert full.returncode == 0, full.stderr[-3000:]
     part = tmp_path / "part"
