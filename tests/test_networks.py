@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from networks import UNet
+from networks import FlipAveraged, UNet
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,22 @@ def test_indivisible_input_is_refused_with_the_reason():
 def test_depth_must_be_positive():
     with pytest.raises(ValueError, match="depth"):
         UNet(depth=0)
+
+
+def test_flip_averaging_lines_the_flipped_outputs_up_with_the_input():
+    """A network that marks where each output came from: x -> x + column index. Averaged over a left-right flip,
+    the flipped pass's marks come back in the same places, so the result is x + the mean of j and W-1-j."""
+    class ColumnMark(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.arange(x.shape[2], dtype=x.dtype)[:, None]  # spatial axis 0 (dim 2)
+
+    x = torch.randn(2, 1, 4, 3)
+    averaged = FlipAveraged(ColumnMark(), spatial_axes=[0])(x)
+    assert torch.allclose(averaged, x + 1.5)  # (j + (3 - j)) / 2 on a 4-long axis
+    assert torch.allclose(FlipAveraged(ColumnMark(), spatial_axes=[])(x), ColumnMark()(x))
+
+
+def test_flip_averaging_keeps_the_weights_of_the_wrapped_network():
+    unet = UNet(spatial_dims=2, in_channels=1, out_channels=1, features=2, depth=1)
+    wrapped = FlipAveraged(unet, [0, 1])
+    assert set(wrapped.state_dict()) == {f"network.{key}" for key in unet.state_dict()} and len(wrapped.dims) == 2
