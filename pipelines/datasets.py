@@ -59,4 +59,3 @@ class StackedSliceDataset(CacheDataset):
         if self._cache[index] is None:  # MONAI's runtime caching
             self._cache[index] = self._load_cache_item(index)
         return self._cache[index]
-
