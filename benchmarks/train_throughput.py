@@ -9,8 +9,8 @@ built from its own parse of the bundle's config files (its own network and optim
 ``seed``) and counts the images (network input samples: patches for a bundle that crops) that went through:
 
 - ``train_naive``: seed-notebook style. A ``torch.utils.data.Dataset`` that opens each file with PIL at every
-  draw, converts with numpy (channels, resize, crop, scaling and label values as the recipe has them), a
-  default ``DataLoader``, and a hand-written float32 step loop reading ``loss.item()`` every step.
+  draw, converts with numpy (channels, resize, crop, scaling, intensity normalisation and label values as the
+  recipe has them), a default ``DataLoader``, and a hand-written float32 step loop reading ``loss.item()`` every step.
 - ``train_project``: the bundle's ``train#trainer`` as ``monai.bundle run`` builds it from the same config
   files (after its ``initialize``): its cached dataset (``CacheDataset``; LGG's ``StackedSliceDataset``), the bundle's loader (MONAI's ``DataLoader`` on the CPU,
   ``ThreadDataLoader`` on CUDA), ``SupervisedTrainer`` with every handler. Its epoch never ends while it is
@@ -491,16 +491,18 @@ class NaiveSlices:
 
     Item: ``(image (C, H, W) float32, label (1, H, W))``. The image files of an item (one, or a 2.5D list)
     are resized to ``size`` (bilinear) when they differ, concatenated channel-first, reduced to ``channels``
-    (all when None), scaled to [0, 1] and, with ``mean``/``std``, normalised; the mask (nearest) becomes class
+    (all when None), scaled to [0, 1] and, with ``mean``/``std``, normalised, then given to ``normalise`` (the recipe's
+    ``intensity_normalisation`` transforms on ``{"image": array}``) when there is one; the mask (nearest) becomes class
     indices ``0..len(label_values)-1`` as ``label_dtype``. With ``crop`` smaller than ``size``, a random
     ``crop``-sized window of both.
     """
 
-    def __init__(self, items, channels=None, size=None, crop=None, label_values=(0, 255), mean=None, std=None, label_dtype="float32"):
+    def __init__(self, items, channels=None, size=None, crop=None, label_values=(0, 255), mean=None, std=None, normalise=None,
+                 label_dtype="float32"):
         import numpy as np
 
         self.items, self.channels, self.size, self.crop = items, channels, size, crop
-        self.label_values, self.mean, self.std, self.label_dtype = np.asarray(label_values), mean, std, label_dtype
+        self.label_values, self.mean, self.std, self.normalise, self.label_dtype = np.asarray(label_values), mean, std, normalise, label_dtype
         self.rng = np.random.default_rng(0)
 
     def __len__(self) -> int:
@@ -528,6 +530,8 @@ class NaiveSlices:
             image = image[self.channels]
         if self.mean is not None:
             image = (image - self.mean) / self.std
+        if self.normalise is not None:
+            image = np.asarray(self.normalise({"image": image})["image"], dtype=np.float32)
         label = np.searchsorted(self.label_values, self._read(item["label"], Image.Resampling.NEAREST)).astype(self.label_dtype)
         if self.crop and tuple(self.crop) != image.shape[1:]:
             top, left = (self.rng.integers(0, full - part + 1) for full, part in zip(image.shape[1:], self.crop))
@@ -539,6 +543,8 @@ class NaiveSlices:
 def naive_dataset(parser, split: str) -> tuple:
     """``(NaiveSlices of split, samples per item)`` with the recipe's settings; the crop size, samples per item and
     label type come from running the bundle's own transforms on the first item."""
+    from monai.transforms import Compose
+
     def setting(key: str):
         return parser.get_parsed_content(key) if key in parser else None
 
@@ -553,6 +559,7 @@ def naive_dataset(parser, split: str) -> tuple:
         label_values=parser.get_parsed_content("label_values"),
         mean=setting("intensity_mean"),
         std=setting("intensity_std"),
+        normalise=Compose(setting("intensity_normalisation")) if setting("intensity_normalisation") else None,
         label_dtype=str(sample["label"].dtype).replace("torch.", ""),
     )
     return dataset, samples

@@ -11,7 +11,9 @@ writes the MONAI bundle folder ``<name>/``:
   or ``networks``): the project's inference preprocessing and postprocessing with MONAI transforms, the
   ``.pt2`` program as the network, ``SaveImaged`` for the masks. Generated from
   ``resources/export_inference.json`` and ``resources/export_inference_<lgg|oasis>.json``, whose
-  ``_from_bundle_`` maps its keys to the bundle config ids whose parsed values fill them;
+  ``_from_bundle_`` maps its keys to the bundle config ids whose parsed values fill them, and
+  ``_config_from_bundle_`` to ids whose config as written (MONAI transform definitions naming no other id,
+  e.g. the recipe's ``intensity_normalisation``) fills them;
 - ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions,
   ``model_sha256`` of both model files and ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
   evaluation scored the exported checkpoint;
@@ -162,11 +164,13 @@ def _export(network: torch.nn.Module, example: torch.Tensor, spatial_shape: list
 
 
 def _inference_config(parser: ConfigParser, family: str, program_sha256: str) -> dict:
-    """The standalone ``configs/inference.json``: the templates filled with the bundle's parsed values."""
+    """The standalone ``configs/inference.json``: the templates filled with the bundle's parsed values and configs."""
     config = json.loads((RESOURCES / "export_inference.json").read_text())
     config.update(json.loads((RESOURCES / f"export_inference_{family}.json").read_text()))
     for key, bundle_id in config.pop("_from_bundle_").items():
         config[key] = parser.get_parsed_content(bundle_id)
+    for key, bundle_id in config.pop("_config_from_bundle_", {}).items():
+        config[key] = parser.get(bundle_id)
     config["model_sha256"] = program_sha256
     return config
 

@@ -73,3 +73,23 @@ def test_lgg_best_caches_three_channels_per_slice_and_trains_on_nine(lgg_demo_ro
         assert all(item["image"].shape[0] == 3 and item["image"].dtype == torch.uint8 for item in dataset._cache)
     assert config.get_parsed_content("train#dataset")[0][0]["image"].shape == (9, 16, 16)  # 2 patches of 16x16 from the 9-channel stack
     assert config.get_parsed_content("validate#dataset")[0]["image"].shape == (9, 32, 32)
+
+
+def nonzero_statistics(image: torch.Tensor) -> list[tuple[float, float]]:
+    """Per channel of a (C, H, W) image: mean and standard deviation of its nonzero pixels."""
+    return [(float(channel[channel != 0].mean()), float(channel[channel != 0].std(correction=0))) for channel in image]
+
+
+def test_lgg_best_z_scores_each_channel_of_the_stack_over_its_nonzero_pixels(lgg_demo_root, lgg_demo_manifest):
+    """Each of the 9 channels (3 sequences of 3 slices) has mean 0 and std 1 over its nonzero pixels, in
+    validation and in a training draw before the random part (the whole slice, as validation sees it); the
+    seeds keep [0, 1]."""
+    config = bundle_config("lgg_best", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0, image_size=[32, 32],
+                           augmentation=[])
+    for split in ("train", "validate"):
+        image = config.get_parsed_content(f"{split}#dataset")[3]["image"]
+        assert image.shape == (9, 32, 32)
+        assert all(abs(mean) < 1e-5 and abs(std - 1) < 1e-4 for mean, std in nonzero_statistics(image))
+    seed = bundle_config("lgg_unet_dicece_rgb", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0)
+    image = seed.get_parsed_content("validate#dataset")[3]["image"]
+    assert 0 <= image.min() and image.max() <= 1
