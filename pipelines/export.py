@@ -80,7 +80,8 @@ def export_bundle(
 
     ``ckpt_path`` defaults to the bundle's ``ckpt_path`` (``<bundle_dir>/models/model.pt``) and ``eval_dir``
     to its ``output_dir`` (``<bundle_dir>/eval``). Raises :class:`InputError` for a missing or unreadable
-    checkpoint, one that does not fit the network, or a network ``torch.export`` cannot capture.
+    checkpoint, one that does not fit the network, a network ``torch.export`` cannot capture, or transforms
+    copied as written that refer to other config ids.
     """
     bundle_dir, name = Path(bundle_dir), Path(bundle_dir).resolve().name
     if not (bundle_dir / "configs" / "train.json").is_file():
@@ -170,7 +171,11 @@ def _inference_config(parser: ConfigParser, family: str, program_sha256: str) ->
     for key, bundle_id in config.pop("_from_bundle_").items():
         config[key] = parser.get_parsed_content(bundle_id)
     for key, bundle_id in config.pop("_config_from_bundle_", {}).items():
-        config[key] = parser.get(bundle_id)
+        written = parser.get(bundle_id)
+        if "@" in json.dumps(written):
+            raise InputError(f"{bundle_id} refers to other config ids, which the exported bundle does not have: "
+                             f"write their values into it ({json.dumps(written)})")
+        config[key] = written
     config["model_sha256"] = program_sha256
     return config
 

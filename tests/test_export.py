@@ -227,6 +227,17 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(lgg, tmp_path, capsys, ca
     assert not out.exists()
 
 
+def test_export_refuses_normalisation_that_refers_to_other_ids(lgg, tmp_path, capsys):
+    """The export copies ``intensity_normalisation`` as written; a reference to another id could not resolve there."""
+    referring = "[{'_target_': 'NormalizeIntensityd', 'keys': 'image', 'subtrahend': '@learning_rate'}]"
+    out = tmp_path / "out.zip"
+    assert main([str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(lgg.run / "models" / "model.pt"),
+                 "--eval_dir", str(lgg.run / "eval"), *as_flags(lgg.overrides), "--intensity_normalisation", referring]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: intensity_normalisation refers to other config ids") and "@learning_rate" in err[0]
+    assert not out.exists()
+
+
 def test_a_network_torch_export_cannot_capture_is_one_line():
     class DataDependent(torch.nn.Module):
         def forward(self, x):
