@@ -551,6 +551,7 @@ def naive_dataset(parser, split: str) -> tuple:
     sample = uncached_dataset(parser, split)[0]
     samples = len(sample) if isinstance(sample, list) else 1
     sample = sample[0] if isinstance(sample, list) else sample
+    normalisation = setting("intensity_normalisation")  # parsed once: each parse builds new transforms
     dataset = NaiveSlices(
         parser.get_parsed_content(f"{split}#dataset#data"),
         channels=setting("input_channels") or setting("image_channels"),  # input_channels: LGG's channels of a 2.5D stack
@@ -559,7 +560,7 @@ def naive_dataset(parser, split: str) -> tuple:
         label_values=parser.get_parsed_content("label_values"),
         mean=setting("intensity_mean"),
         std=setting("intensity_std"),
-        normalise=Compose(setting("intensity_normalisation")) if setting("intensity_normalisation") else None,
+        normalise=Compose(normalisation) if normalisation else None,
         label_dtype=str(sample["label"].dtype).replace("torch.", ""),
     )
     return dataset, samples
