@@ -3,8 +3,9 @@
     python -m pipelines crossval bundles/lgg_best --out runs/cv/lgg_best --folds 5 --dataset_dir DATA --manifest CSV [--epochs 20 ...]
 
 Fold ``k`` runs the bundle's plain ``monai.bundle`` train and evaluate commands with ``--fold k --folds N
---fold_seed S`` (every subject of the manifest in one of N folds; fold k is tested, fold k+1 picks the
-checkpoint, the rest train; see :func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
+--fold_seed S`` (every subject of the manifest in one of N folds; fold k is tested, fold k+1 validates, the
+rest train; with ``--fold_validation test`` the test fold validates and every other fold trains; see
+:func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
 ``train`` and ``eval``. Every subject is in exactly one test fold, so the pooled tables score each patient
 once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject rows (with a ``fold`` column) and
 ``<out>/crossval_summary.json`` per class and convention (``per_subject_3d``, ``per_slice``,

@@ -36,12 +36,14 @@ def _validated_rows(manifest: str, dataset_dir: str, mtime_ns: int) -> tuple[dic
 
 
 def _rows(
-    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0,
+    validation: str = "next",
 ) -> tuple[dict, ...]:
     """Rows of the manifest, every file checked once per process; raises InputError if a required split is empty.
 
     With ``fold`` (0..folds-1), each row's ``split`` is its subject's role in that cross-validation fold:
-    the subjects of all rows, whatever their split column, go to ``folds`` folds (seeded with ``seed``).
+    the subjects of all rows, whatever their split column, go to ``folds`` folds (seeded with ``seed``), and
+    ``validation`` says which fold is ``val`` (:func:`pipelines.manifest.fold_splits`).
     """
     manifest_path, root = Path(manifest).resolve(), Path(dataset_dir).resolve()
     if not root.is_dir():
@@ -51,7 +53,7 @@ def _rows(
     rows = _validated_rows(str(manifest_path), str(root), manifest_path.stat().st_mtime_ns)
     if fold is not None:  # every role has subjects: 3 <= folds <= subjects
         try:
-            split_of = fold_splits((row["subject"] for row in rows), fold, folds, seed)
+            split_of = fold_splits((row["subject"] for row in rows), fold, folds, seed, validation)
         except InputError as err:
             raise InputError(f"manifest {manifest}: {err}") from None
         return tuple({**row, "split": split_of[row["subject"]]} for row in rows)
@@ -63,20 +65,22 @@ def _rows(
 
 @exit_on_input_error
 def check_manifest(
-    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required_splits: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required_splits: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0,
+    validation: str = "next",
 ) -> None:
     """Validate the whole manifest against ``dataset_dir`` (and the fold settings) and log one line of counts per split.
 
     Meant for a bundle's ``initialize`` step, so that every mistake surfaces before training starts.
     """
-    rows = _rows(manifest, dataset_dir, required_splits, fold, folds, seed)
+    rows = _rows(manifest, dataset_dir, required_splits, fold, folds, seed, validation)
     counts = {split: f"{sum(r['split'] == split for r in rows)} slices / {len({r['subject'] for r in rows if r['split'] == split})} subjects" for split in SPLITS}
-    source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} (seed {seed})"
+    source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} (seed {seed}, validation: {validation} fold)"
     logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir}; {source}: {', '.join(f'{k} {v}' for k, v in counts.items())}")
 
 
 def split_rows(
-    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, split: str | Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0,
+    validation: str = "next",
 ) -> list[dict]:
     """Validated manifest rows of one split (or several), in manifest order; raises :class:`InputError`.
 
@@ -84,7 +88,7 @@ def split_rows(
     with ``fold``, ``split`` is the subject's role in that cross-validation fold (see :func:`_rows`).
     """
     splits = [split] if isinstance(split, str) else list(split)
-    return [row for row in _rows(manifest, dataset_dir, splits, fold, folds, seed) if row["split"] in splits]
+    return [row for row in _rows(manifest, dataset_dir, splits, fold, folds, seed, validation) if row["split"] in splits]
 
 
 @exit_on_input_error
@@ -96,13 +100,14 @@ def load_split(
     fold: int | None = None,
     folds: int = 5,
     seed: int = 0,
+    validation: str = "next",
 ) -> list[dict]:
     """Items of one split (or several) for a MONAI dataset.
 
     Returns a list of dicts, one per slice, in manifest order: ``image`` and ``label`` as absolute paths,
     ``subject`` (str), ``slice`` (int), ``diagnosis`` (0/1). With ``neighbours`` > 0, ``image`` is the list
-    of paths of a 2.5D stack (see :func:`_with_neighbours`). ``fold``, ``folds``, ``seed``: cross-validation
-    fold instead of the split column (see :func:`_rows`).
+    of paths of a 2.5D stack (see :func:`_with_neighbours`). ``fold``, ``folds``, ``seed``, ``validation``:
+    cross-validation fold instead of the split column (see :func:`_rows`).
     """
     root = Path(dataset_dir).resolve()
     items = [
@@ -113,7 +118,7 @@ def load_split(
             "slice": row["slice"],
             "diagnosis": row["diagnosis"],
         }
-        for row in split_rows(manifest, dataset_dir, split, fold, folds, seed)
+        for row in split_rows(manifest, dataset_dir, split, fold, folds, seed, validation)
     ]
     return _with_neighbours(items, neighbours)
 

@@ -30,6 +30,7 @@ from pipelines.atomic import atomic_path
 from pipelines.errors import InputError, existing_dir
 
 SPLITS = ("train", "val", "test")
+FOLD_VALIDATIONS = ("next", "test")  # which fold validates in cross-validation: the next one, or the held-out test fold itself
 REQUIRED_COLUMNS = ("subject", "slice", "image", "label", "split", "diagnosis")
 OPTIONAL_COLUMNS = ("fold",)
 WRITE_COLUMNS = ("subject", "slice", "image", "label", "diagnosis", "split")
@@ -73,16 +74,21 @@ def assign_folds(subjects: Iterable[str], folds: int, seed: int = 0) -> dict[str
     return {unique[index]: position % folds for position, index in enumerate(order)}
 
 
-def fold_splits(subjects: Iterable[str], fold: int, folds: int, seed: int = 0) -> dict[str, str]:
+def fold_splits(subjects: Iterable[str], fold: int, folds: int, seed: int = 0, validation: str = "next") -> dict[str, str]:
     """Map each unique subject to a split of :data:`SPLITS` for cross-validation fold ``fold``.
 
-    Folds come from :func:`assign_folds`: fold ``fold`` is ``test``, fold ``(fold + 1) % folds`` is ``val``
-    and the other folds are ``train``. ``fold`` outside ``0..folds-1`` is an :class:`InputError`.
+    Folds come from :func:`assign_folds`: fold ``fold`` is ``test`` and the other folds are ``train``, except,
+    with ``validation="next"``, fold ``(fold + 1) % folds``, which is ``val``. With ``validation="test"`` no
+    subject is ``val`` (the bundles then validate on the test fold, as nnU-Net's cross-validation does, so
+    the held-out fold must pick nothing). ``fold`` outside ``0..folds-1`` or another ``validation`` is an
+    :class:`InputError`.
     """
     fold_of = assign_folds(subjects, folds, seed)
     if not (isinstance(fold, int) and 0 <= fold < folds):
         raise InputError(f"fold {fold}: must be one of 0..{folds - 1} with folds {folds}")
-    roles = {fold: "test", (fold + 1) % folds: "val"}
+    if validation not in FOLD_VALIDATIONS:
+        raise InputError(f"fold_validation {validation!r}: expected one of {', '.join(FOLD_VALIDATIONS)}")
+    roles = {fold: "test", **({(fold + 1) % folds: "val"} if validation == "next" else {})}
     return {subject: roles.get(k, "train") for subject, k in fold_of.items()}
 
 

@@ -66,7 +66,7 @@ def _folds(args) -> None:
     rows = manifest.validate_manifest(args.manifest, None, check_files=False)
     try:
         fold_of = manifest.assign_folds((row["subject"] for row in rows), args.folds, args.seed)
-        roles = manifest.fold_splits(list(fold_of), args.fold, args.folds, args.seed) if args.fold is not None else {}
+        roles = manifest.fold_splits(list(fold_of), args.fold, args.folds, args.seed, args.fold_validation) if args.fold is not None else {}
     except InputError as err:
         raise InputError(f"{args.manifest}: {err}") from None
     table = []
@@ -141,11 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     folds = commands.add_parser("folds", help="print (or write) the patient-level cross-validation folds of a manifest",
                                 description="Assign the subjects of every row (all splits pooled) to FOLDS folds as the bundles' "
                                             "--fold/--folds/--fold_seed do: a seeded shuffle of the sorted subject IDs, fold sizes "
-                                            "differing by at most one. With --fold K: fold K is test, fold K+1 (mod FOLDS) val, the rest train.")
+                                            "differing by at most one. With --fold K: fold K is test, fold K+1 (mod FOLDS) val, the rest train "
+                                            "(with --fold_validation test: no val fold, every other fold trains).")
     folds.add_argument("--manifest", required=True, help="manifest CSV")
     folds.add_argument("--folds", type=int, default=5, help="number of folds, 3 to the number of subjects (default: %(default)s)")
     folds.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle, the bundles' fold_seed (default: %(default)s)")
     folds.add_argument("--fold", type=int, help="show the split each fold plays when fold K is the test fold")
+    folds.add_argument("--fold_validation", "--fold-validation", choices=manifest.FOLD_VALIDATIONS, default="next",
+                       help="the bundles' fold_validation: 'next' (fold K+1 validates) or 'test' (the test fold validates; default: %(default)s)")
     folds.add_argument("--out", help="also write subject,fold[,split] CSV here")
     folds.set_defaults(run=_folds)
 

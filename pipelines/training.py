@@ -22,11 +22,12 @@ from tqdm import tqdm
 
 from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.errors import InputError, exit_on_input_error
+from pipelines.manifest import FOLD_VALIDATIONS
 from pipelines.preflight import model_weights
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "keeps_best_epoch", "latest_checkpoint",
+    "check_resume", "keeps_best_epoch", "latest_checkpoint", "validation_split",
 ]
 
 MODEL_EPOCHS = ("best", "last")
@@ -174,6 +175,23 @@ def keeps_best_epoch(model_epoch: str) -> bool:
     if model_epoch not in MODEL_EPOCHS:
         raise InputError(f"--model_epoch {model_epoch!r}: expected one of {', '.join(MODEL_EPOCHS)}")
     return model_epoch == "best"
+
+
+@exit_on_input_error
+def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -> str:
+    """The split that validates a training run: ``"val"``, or ``"test"`` in cross-validation with
+    ``fold_validation="test"`` (no validation fold; every other fold trains, as in nnU-Net). The held-out fold
+    may then pick nothing, so that needs ``model_epoch="last"``; ``"test"`` without ``fold`` or with
+    ``model_epoch="best"``, or another value, is one ``error:`` line."""
+    if fold_validation not in FOLD_VALIDATIONS:
+        raise InputError(f"--fold_validation {fold_validation!r}: expected one of {', '.join(FOLD_VALIDATIONS)}")
+    if fold_validation == "next":
+        return "val"
+    if fold is None:
+        raise InputError("--fold_validation test: only for cross-validation (pass --fold k); without it the manifest's val split validates")
+    if keeps_best_epoch(model_epoch):
+        raise InputError("--fold_validation test with --model_epoch best: the held-out test fold would pick model.pt; use --model_epoch last")
+    return "test"
 
 
 class AtomicCheckpointSaver(CheckpointSaver):

@@ -6,9 +6,11 @@ import re
 
 import pytest
 import torch
-from bundle_utils import REPO, assert_one_line_error, fast, run_bundle
+from bundle_utils import REPO, assert_one_line_error, bundle_error_in_process, fast, run_bundle
 from ignite.engine import Engine
+from monai.bundle import ConfigParser
 
+from pipelines.bundles import config_files
 from pipelines.crossval import main as crossval_main
 from pipelines.crossval import summarise_folds
 from pipelines.datalist import load_split
@@ -17,6 +19,7 @@ from pipelines.errors import InputError
 from pipelines.evaluation import SegmentationMetricsWriter
 from pipelines.manifest import assign_folds, build_kaggle_3m, fold_splits, write_manifest
 from pipelines.manifest_cli import main as manifest_main
+from pipelines.training import validation_split
 
 SUBJECTS = [f"TCGA_XX_{k:04d}" for k in range(19)]
 
@@ -42,6 +45,26 @@ def test_fold_roles_test_val_train():
         assert {s for s, split in split_of.items() if split == "val"} == {s for s, k in fold_of.items() if k == (fold + 1) % 5}
     tested = [s for fold in range(5) for s, split in fold_splits(SUBJECTS, fold, 5).items() if split == "test"]
     assert sorted(tested) == SUBJECTS  # across the folds every subject is tested exactly once
+
+
+def test_validation_on_the_test_fold_trains_on_every_other_fold():
+    fold_of = assign_folds(SUBJECTS, 5)
+    for fold in range(5):
+        split_of = fold_splits(SUBJECTS, fold, 5, validation="test")
+        assert {s for s, split in split_of.items() if split == "test"} == {s for s, k in fold_of.items() if k == fold}
+        assert {s for s, split in split_of.items() if split == "train"} == {s for s, k in fold_of.items() if k != fold}
+    with pytest.raises(InputError, match=r"^fold_validation 'held_out': expected one of next, test$"):
+        fold_splits(SUBJECTS, 0, 5, validation="held_out")
+
+
+def test_validation_split_guards_the_held_out_fold():
+    assert validation_split(None, "next", "best") == validation_split(2, "next", "best") == "val"
+    assert validation_split(2, "test", "last") == "test"
+    for args, message in [((None, "test", "last"), "--fold_validation test: only for cross-validation (pass --fold k)"),
+                          ((2, "test", "best"), "--fold_validation test with --model_epoch best: the held-out test fold would pick model.pt"),
+                          ((2, "none", "last"), "--fold_validation 'none': expected one of next, test")]:
+        with pytest.raises(SystemExit, match="^error: " + re.escape(message)):
+            validation_split(*args)
 
 
 @pytest.mark.parametrize("fold, folds, message", [
@@ -80,6 +103,24 @@ def test_fold_datalists_pool_every_split_and_never_share_a_subject(demo):
     assert load_split(manifest, root, "test") == load_split(manifest, root, "test", fold=None, folds=3)  # no fold: the split column
 
 
+def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo):
+    """The parsed training config: the validation datalist is the test fold, the training datalist every other subject."""
+    manifest, root = demo
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
+    parser.update({"dataset_dir": str(root), "manifest": str(manifest), "fold": 1, "folds": 3, "fold_validation": "test"})
+    validated, trained = (subjects_of(parser.get_parsed_content(f"{part}#dataset#data")) for part in ("validate", "train"))
+    fold_of = assign_folds(subjects_of(load_split(manifest, root, ["train", "val", "test"])), 3)
+    assert validated == {s for s, k in fold_of.items() if k == 1} and trained == {s for s, k in fold_of.items() if k != 1}
+
+
+def test_seed_bundle_refuses_validation_on_the_test_fold(demo, tmp_path):
+    manifest, root = demo
+    message = bundle_error_in_process("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, bundle_root=tmp_path, fold=0, folds=3, fold_validation="test")
+    assert message == "error: --fold_validation test with --model_epoch best: the held-out test fold would pick model.pt; use --model_epoch last"
+    assert not (tmp_path / "models").exists()
+
+
 def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
     manifest, root = demo
     with pytest.raises(SystemExit, match=f"^error: manifest {manifest}: folds 7: need at least 3 folds .* \\(6 subjects\\)$"):
@@ -102,6 +143,8 @@ def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
     with open(tmp_path / "folds.csv") as f:
         written = list(csv.DictReader(f))
     assert {row["subject"]: int(row["fold"]) for row in written} == assign_folds([row["subject"] for row in written], 3)
+    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--fold_validation", "test"]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:4]] == [["0", "train"], ["1", "test"], ["2", "train"]]
     assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "9"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 9: need at least 3 folds (test, validation, training) and at most one per subject (6 subjects)"
 
