@@ -25,9 +25,10 @@ from torch.utils.data import WeightedRandomSampler
 from pipelines.errors import InputError, exit_on_input_error
 from pipelines.manifest import SPLITS, fold_splits, validate_manifest
 
-__all__ = ["balanced_sampler", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
+__all__ = ["balanced_sampler", "channel_names", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
 
 logger = logging.getLogger(__name__)
+KAGGLE_3M_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")  # the channels of a kaggle_3m .tif slice
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,6 +134,17 @@ def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -
     ``StackedSliceDataset`` picks ``channels`` of each file and concatenates them, the same tensor.
     """
     return [bands * k + channel for k in range(2 * neighbours + 1) for channel in channels]
+
+
+def channel_names(channels: Sequence[int], neighbours: int) -> list[str]:
+    """Names of the network's input channels, in the order of :func:`stacked_channels`, e.g. ``["FLAIR"]`` for
+    ``[1]`` without neighbours, ``["FLAIR", "FLAIR, previous slice", "FLAIR, next slice"]`` with 1."""
+    def position(offset: int) -> str:
+        named = {0: "slice", -1: "previous slice", 1: "next slice"}
+        return named.get(offset, f"{abs(offset)} slices {'before' if offset < 0 else 'after'}")
+
+    offsets = [0, *(sign * distance for distance in range(1, neighbours + 1) for sign in (-1, 1))]
+    return [KAGGLE_3M_SEQUENCES[c] + (f", {position(offset)}" if neighbours else "") for offset in offsets for c in channels]
 
 
 def _with_neighbours(items: list[dict], neighbours: int) -> list[dict]:

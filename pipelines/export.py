@@ -15,8 +15,9 @@ writes the MONAI bundle folder ``<name>/``:
   ``_config_from_bundle_`` to ids whose config as written (MONAI transform definitions naming no other id,
   e.g. the recipe's ``intensity_normalisation``) fills them;
 - ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions,
-  ``model_sha256`` of both model files and ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
-  evaluation scored the exported checkpoint;
+  ``model_sha256`` of both model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
+  evaluation scored the exported checkpoint, and (LGG) the input channels the network was trained on
+  (``num_channels``, ``channel_def``: the recipe's ``image_channels`` and ``neighbour_slices`` after the overrides);
 - ``configs/train.json``, ``configs/evaluate.json`` (and, for LGG, ``configs/lgg_common.json``, which the
   exported recipe's ``base_config`` names): the project recipe, to evaluate the bundle inside a project;
 - ``configs/logging.conf``, ``docs/README.md`` (the bundle's, plus how to run this export), ``LICENSE``.
@@ -59,6 +60,7 @@ from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
 from pipelines.bundles import config_files
+from pipelines.datalist import channel_names
 from pipelines.errors import InputError, first_line
 from pipelines.preflight import model_weights
 
@@ -99,6 +101,9 @@ def export_bundle(
         summary = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
         meta["eval_metrics"] = _eval_metrics(summary, ckpt) or meta.get("eval_metrics", {})
         family = "lgg" if len(recipe_files) > 1 else "oasis"  # the LGG bundles share lgg_common.json; oasis_unet is one file
+        if family == "lgg":  # the channels the network was trained on, whatever image_channels or neighbour_slices the overrides set
+            names = channel_names(parser.get_parsed_content("image_channels"), parser.get_parsed_content("neighbour_slices"))
+            meta["network_data_format"]["inputs"]["image"].update(num_channels=len(names), channel_def=dict(enumerate(names)))
         inference = _inference_config(parser, family, meta["model_sha256"][PROGRAM])
         for path, content in (("configs/metadata.json", meta), ("configs/inference.json", inference)):
             (root / path).write_text(json.dumps(content, indent=4) + "\n")

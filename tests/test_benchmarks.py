@@ -78,7 +78,7 @@ def test_the_table_shows_the_median_and_the_spread_of_the_rounds():
 
 
 def test_every_training_variant_of_a_2_5d_bundle_sees_the_stacked_channels(lgg_demo_root, lgg_demo_manifest):
-    """lgg_best caches single slices and stacks neighbours when drawn: the limit's held batches and the naive
+    """lgg_best in 2.5D caches single slices and stacks neighbours when drawn: the limit's held batches and the naive
     loop must get the same 9 channels as the project's loader, not a slice's own 3."""
     from monai.bundle import ConfigParser
 
@@ -88,6 +88,6 @@ def test_every_training_variant_of_a_2_5d_bundle_sees_the_stacked_channels(lgg_d
     for build in (lambda p: module.held_batches(p, "train", 1)[0]["image"], lambda p: module.naive_dataset(p, "train")[0][0][0]):
         parser = ConfigParser()
         parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
-        parser.update({"dataset_dir": str(lgg_demo_root), "manifest": str(lgg_demo_manifest), "image_size": [32, 32], "patch_size": [16, 16]})
+        parser.update({"dataset_dir": str(lgg_demo_root), "manifest": str(lgg_demo_manifest), "image_size": [32, 32], "patch_size": [16, 16], "neighbour_slices": 1})
         channels.append(build(parser).shape[-3])
     assert channels == [9, 9]

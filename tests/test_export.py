@@ -75,8 +75,8 @@ def lgg(tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
 
 @pytest.fixture(scope="module")
 def lgg_2_5d(tmp_path_factory, lgg_demo_root, lgg_demo_manifest):
-    """lgg_best: 2.5D input (each slice with a neighbour on each side, 9 channels)."""
-    return trained_and_exported(tmp_path_factory, "lgg_best", lgg_demo_root, lgg_demo_manifest, {})
+    """lgg_best in 2.5D (``neighbour_slices`` 1: each slice with a neighbour on each side, 9 channels)."""
+    return trained_and_exported(tmp_path_factory, "lgg_best", lgg_demo_root, lgg_demo_manifest, {"neighbour_slices": 1})
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +141,17 @@ def test_standalone_inference_writes_the_project_masks(name, request):
         assert set(masks(out / "masks")) == {f"{path.parent.name}/{path.stem}_pred.png" for path in slices}
 
 
-def test_verify_metadata_and_net_in_out_pass_on_the_unzipped_bundle(lgg):
-    configs = lgg.bundle / "configs"
+@pytest.mark.parametrize("name", ["lgg", "lgg_2_5d"])
+def test_verify_metadata_and_net_in_out_pass_on_the_unzipped_bundle(name, request):
+    """Also when an override changed the input channels: lgg_best's metadata says 3, its 2.5D export 9."""
+    exported = request.getfixturevalue(name)
+    configs = exported.bundle / "configs"
     verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(SCHEMA), hash_val=SCHEMA_MD5)
     verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
-                      bundle_root=str(lgg.bundle))
+                      bundle_root=str(exported.bundle))
+    image = json.loads((configs / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
+    if name == "lgg_2_5d":
+        assert image["num_channels"] == 9 and image["channel_def"]["4"] == "FLAIR, previous slice"
 
 
 def test_tampered_program_stops_inference_before_loading(lgg, tmp_path):

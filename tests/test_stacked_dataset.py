@@ -66,8 +66,9 @@ def test_a_neighbour_that_is_no_items_own_slice_is_refused(tmp_path):
         StackedSliceDataset(items, per_slice_load([0]))
 
 
-def test_lgg_best_caches_three_channels_per_slice_and_trains_on_nine(lgg_demo_root, lgg_demo_manifest):
-    config = bundle_config("lgg_best", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0, image_size=[32, 32], patch_size=[16, 16])
+def test_lgg_best_in_2_5d_caches_three_channels_per_slice_and_trains_on_nine(lgg_demo_root, lgg_demo_manifest):
+    config = bundle_config("lgg_best", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0, image_size=[32, 32], patch_size=[16, 16],
+                           neighbour_slices=1)
     for split in ("train", "validate"):
         dataset = config.get_parsed_content(f"{split}#dataset")
         assert all(item["image"].shape[0] == 3 and item["image"].dtype == torch.uint8 for item in dataset._cache)
@@ -81,11 +82,11 @@ def nonzero_statistics(image: torch.Tensor) -> list[tuple[float, float]]:
 
 
 def test_lgg_best_z_scores_each_channel_of_the_stack_over_its_nonzero_pixels(lgg_demo_root, lgg_demo_manifest):
-    """Each of the 9 channels (3 sequences of 3 slices) has mean 0 and std 1 over its nonzero pixels, in
+    """In 2.5D (``neighbour_slices`` 1), each of the 9 channels (3 sequences of 3 slices) has mean 0 and std 1 over its nonzero pixels, in
     validation and in a training draw before the random part (the whole slice, as validation sees it); the
     seeds keep [0, 1]."""
     config = bundle_config("lgg_best", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0, image_size=[32, 32],
-                           augmentation=[])
+                           augmentation=[], neighbour_slices=1)
     for split in ("train", "validate"):
         image = config.get_parsed_content(f"{split}#dataset")[3]["image"]
         assert image.shape == (9, 32, 32)
