@@ -9,7 +9,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
-from pipelines.datalist import load_folder, load_split, stacked_channels
+from pipelines.datalist import KAGGLE_3M_SEQUENCES, channel_names, load_folder, load_split, stacked_channels
 from pipelines.demo import make_lgg_demo
 from pipelines.export import RESOURCES
 from pipelines.manifest import build_kaggle_3m, write_manifest
@@ -96,3 +96,12 @@ def test_the_exported_inference_stacks_the_same_neighbours(tmp_path, neighbours)
     project = load_folder(tmp_path, neighbours=neighbours)
     as_lists = [item["image"] if neighbours else [item["image"]] for item in project]
     assert sorted(item["image"] for item in exported) == sorted(as_lists) and len(exported) == 5
+
+
+def test_channel_names_follow_the_stacked_order():
+    assert channel_names([1], 0) == ["FLAIR"] and channel_names([0, 1, 2], 0) == list(KAGGLE_3M_SEQUENCES)
+    names = channel_names([0, 2], 2)
+    assert names == ["pre-contrast, slice", "post-contrast, slice", "pre-contrast, previous slice", "post-contrast, previous slice",
+                     "pre-contrast, next slice", "post-contrast, next slice", "pre-contrast, 2 slices before", "post-contrast, 2 slices before",
+                     "pre-contrast, 2 slices after", "post-contrast, 2 slices after"]
+    assert [KAGGLE_3M_SEQUENCES[index % 3] for index in stacked_channels([0, 2], 2)] == [name.split(",")[0] for name in names]
