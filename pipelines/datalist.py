@@ -75,6 +75,8 @@ def check_manifest(
     """
     rows = _rows(manifest, dataset_dir, required_splits, fold, folds, seed, validation)
     counts = {split: f"{sum(r['split'] == split for r in rows)} slices / {len({r['subject'] for r in rows if r['split'] == split})} subjects" for split in SPLITS}
+    if fold is not None and validation == "test":
+        counts["val"] = "the test fold"
     source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} (seed {seed}, validation: {validation} fold)"
     logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir}; {source}: {', '.join(f'{k} {v}' for k, v in counts.items())}")
 
