@@ -114,13 +114,13 @@ def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo)
     assert validated == {s for s, k in fold_of.items() if k == 1} and trained == {s for s, k in fold_of.items() if k != 1}
 
 
-
 @pytest.mark.parametrize("validation, val_count", [("next", r"val \d+ slices / 2 subjects"), ("test", "val the test fold")])
 def test_check_manifest_logs_the_fold_roles(demo, caplog, validation, val_count):
     manifest, root = demo
     with caplog.at_level("INFO", logger="pipelines.datalist"):
         check_manifest(manifest, root, ("train",), fold=1, folds=3, validation=validation)
     assert re.search(rf"validation: {validation} fold\): train \d+ slices / \d subjects, {val_count}, test \d+ slices / \d subjects$", caplog.messages[-1])
+
 
 def test_seed_bundle_refuses_validation_on_the_test_fold(demo, tmp_path):
     manifest, root = demo
