@@ -223,7 +223,7 @@ Inference without the project, from this folder (`--bundle_root DIR` from elsewh
 
 It checks the SHA-256 of `models/model.pt2` before loading it, predicts every `{pattern}` below the folder
 (skipping names ending in {skipped}) and writes `<output_dir>/masks/<sub-folder>/<name>_pred.png` (uint8,
-values {label_values}; `output_dir` defaults to `./eval`), the masks the project's inference writes.
+values {label_values}; `output_dir` defaults to `./eval`), the masks the project's inference writes.{postprocessing}
 
 Checks, from this folder (`verify_metadata` downloads the schema named in `metadata.json`; offline, add
 `--filepath <local copy> --hash_val <its md5>`):
@@ -252,6 +252,10 @@ def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides
         pattern=inference["image_pattern"],
         skipped=", ".join(f"`{suffix}`" for suffix in inference["skip_suffixes"]) or "nothing",
         label_values=inference["label_values"],
+        postprocessing="" if inference.get("postprocess_3d") is None else
+        " When every slice is predicted, each sub-folder's masks are stacked in slice order (the number ending the file"
+        f" name) and post-processed as one 3D volume by the recipe's `postprocess_3d` (`{json.dumps(inference['postprocess_3d'])}`),"
+        " then written again.",
         evaluate_files=",".join(f"'bundles/{name}/{path}'" for path in recipe),
     )
 

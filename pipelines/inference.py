@@ -1,10 +1,11 @@
-"""Writing predicted masks: one image per slice, a CSV index, and one NIfTI volume per subject."""
+"""Writing predicted masks: one image per slice, a CSV index, and one NIfTI volume per subject, after an optional
+per-subject 3D post-processing."""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 from ignite.engine import Engine, Events
 from monai.data import PILWriter
+from monai.utils import convert_to_numpy
 
 from pipelines.atomic import save_atomic
 from pipelines.distributed import gather, is_rank_zero
@@ -25,17 +27,19 @@ class PredictionWriter:
 
     Reads ``engine.state.output[i][pred_key]``: a ``(1, W, H)`` map of class indices in ``0..C-1``, or a
     one-hot ``(C, W, H)`` map (C > 1, reduced by argmax), in MONAI's PIL order as loaded, and each batch
-    item's ``subject``, ``slice`` and ``image``. Writes
+    item's ``subject``, ``slice`` and ``image``. At the end of the run it stacks each subject's slices in slice
+    order into a ``(1, W, H, S)`` volume of class indices, passes it through ``postprocessing`` when given
+    (e.g. the recipe's ``KeepLargestConnectedComponent``; it must return the same shape), and writes
 
     - ``masks/<subject>/<image stem>_pred.png``: uint8, class ``k`` stored as ``label_values[k]``
       (``[0, 255]`` for a binary mask, ``[0, 85, 170, 255]`` for the OASIS tissue classes);
-    - ``volumes/<subject>.nii.gz``: the subject's slices stacked in slice order, uint8 class indices,
-      shape ``(W, H, slices)``, identity affine (the slices carry no spacing);
+    - ``volumes/<subject>.nii.gz``: the subject's volume, uint8 class indices, shape ``(W, H, slices)``,
+      identity affine (the slices carry no spacing);
     - ``predictions.csv``: subject, slice, image, prediction, volume and the predicted pixel count
       of each non-background class.
 
-    Every file is written atomically. Under ``torchrun`` each rank writes the masks of its shard; the
-    volumes and the CSV are gathered and written by rank 0.
+    Masks, volumes and counts are those after ``postprocessing``. Every file is written atomically. Under
+    ``torchrun`` the ranks' slices are gathered and rank 0 writes everything.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class PredictionWriter:
         label_values: Sequence[int] = (0, 255),
         class_names: Sequence[str] = ("background", "tumour"),
         pred_key: str = "pred",
+        postprocessing: Callable | None = None,
     ) -> None:
         if len(label_values) != len(class_names):
             raise ValueError(f"label_values {list(label_values)} and class_names {list(class_names)} differ in length")
@@ -51,43 +56,49 @@ class PredictionWriter:
         self.lookup = np.asarray(label_values, dtype=np.uint8)
         self.class_names = list(class_names)
         self.pred_key = pred_key
-        self._rows: list[dict] = []
-        self._slices: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self.postprocessing = postprocessing
+        self._slices: list[tuple[str, int, str, np.ndarray]] = []  # (subject, slice, image path, (W, H) classes)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._save_slices)
-        engine.add_event_handler(Events.COMPLETED, self._save_volumes)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
 
-    def _save_slices(self, engine: Engine) -> None:
+    def _collect(self, engine: Engine) -> None:
         for item, output in zip(engine.state.batch, engine.state.output):
             pred = torch.as_tensor(output[self.pred_key]).detach().cpu()
             classes = (pred.argmax(0) if pred.shape[0] > 1 else pred[0]).numpy().astype(np.uint8)  # (W, H)
-            image = Path(item["image"].meta["filename_or_obj"] if hasattr(item["image"], "meta") else item["image"])
-            subject, slice_number = str(item["subject"]), int(item["slice"])
-            target = self.output_dir / "masks" / subject / f"{image.stem}_pred.png"
-            writer = PILWriter(output_dtype=np.uint8, scale=None)
-            writer.set_data_array(self.lookup[classes][None], channel_dim=0)
-            save_atomic(target, lambda tmp: writer.write(tmp, format="PNG"))
-            self._slices[subject][slice_number] = classes
-            row = {"subject": subject, "slice": slice_number, "image": str(image), "prediction": str(target)}
-            row.update({f"pixels_{name}": int((classes == k).sum()) for k, name in enumerate(self.class_names) if k > 0})
-            self._rows.append(row)
+            image = item["image"].meta["filename_or_obj"] if hasattr(item["image"], "meta") else item["image"]
+            self._slices.append((str(item["subject"]), int(item["slice"]), str(image), classes))
 
-    def _save_volumes(self, engine: Engine) -> None:
-        rows = gather(self._rows)
-        by_subject: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-        for subject, slice_number, classes in gather([(s, k, c) for s, slices in self._slices.items() for k, c in slices.items()]):
-            by_subject[subject][slice_number] = classes
+    def _volume(self, slices: list[np.ndarray]) -> np.ndarray:
+        """The ``(W, H, S)`` uint8 class indices of a subject's slices (in slice order), after ``postprocessing``."""
+        volume = np.stack(slices, axis=-1)
+        if self.postprocessing is not None:
+            volume = convert_to_numpy(self.postprocessing(torch.from_numpy(volume)[None]))[0].astype(np.uint8)
+        return volume
+
+    def _write(self, engine: Engine) -> None:
+        by_subject: dict[str, list] = defaultdict(list)
+        for subject, slice_number, image, classes in gather(self._slices):
+            by_subject[subject].append((slice_number, image, classes))
+        self._slices = []
         if not is_rank_zero():
             return
-        volumes = {}
+        rows = []
         for subject, slices in sorted(by_subject.items()):
-            volume = np.stack([slices[k] for k in sorted(slices)], axis=-1)
+            numbers, images, masks = zip(*sorted(slices, key=lambda entry: entry[0]))
+            volume = self._volume(list(masks))
             target = self.output_dir / "volumes" / f"{subject}.nii.gz"
             # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
-            image = nib.Nifti1Image(volume, np.eye(4))
-            save_atomic(target, lambda tmp, image=image: nib.save(image, tmp), suffix=".nii.gz")
-            volumes[subject] = str(target)
-        table = pd.DataFrame(rows).sort_values(["subject", "slice"], kind="stable")
-        table.insert(4, "volume", table["subject"].map(volumes))
-        save_atomic(self.output_dir / "predictions.csv", lambda tmp: table.to_csv(tmp, index=False))
+            nifti = nib.Nifti1Image(volume, np.eye(4))
+            save_atomic(target, lambda tmp, nifti=nifti: nib.save(nifti, tmp), suffix=".nii.gz")
+            for k, (slice_number, image) in enumerate(zip(numbers, images)):
+                classes = volume[..., k]
+                mask = self.output_dir / "masks" / subject / f"{Path(image).stem}_pred.png"
+                writer = PILWriter(output_dtype=np.uint8, scale=None)
+                writer.set_data_array(self.lookup[classes][None], channel_dim=0)
+                save_atomic(mask, lambda tmp, writer=writer: writer.write(tmp, format="PNG"))
+                row = {"subject": subject, "slice": slice_number, "image": image, "prediction": str(mask), "volume": str(target)}
+                row.update({f"pixels_{name}": int((classes == c).sum()) for c, name in enumerate(self.class_names) if c > 0})
+                rows.append(row)
+        save_atomic(self.output_dir / "predictions.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_utils import REPO, assert_one_line_error, fast, run_bundle
-from monai.bundle import verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from PIL import Image
 
 from pipelines.errors import InputError
@@ -139,6 +139,30 @@ def test_standalone_inference_writes_the_project_masks(name, request):
     if name.startswith("lgg"):  # every slice predicted, in its patient folder
         slices = [path for path in exported.common["dataset_dir"].rglob("*.tif") if not path.stem.endswith("_mask")]
         assert set(masks(out / "masks")) == {f"{path.parent.name}/{path.stem}_pred.png" for path in slices}
+
+
+def test_standalone_inference_applies_the_recipe_3d_postprocessing(lgg, lgg_2_5d, tmp_path):
+    """lgg_best's ``postprocess_3d`` (largest 3D component per patient folder) runs after the standalone prediction,
+    as in the project's PredictionWriter: here on hand-made masks with two components, written where the
+    standalone run writes them; lgg_unet_small has none, so its step leaves masks alone."""
+    blob_and_speck = {1: (slice(1, 3), slice(1, 3)), 2: (slice(1, 3), slice(1, 3)), 3: (slice(6, 7), slice(6, 7))}  # rows, columns
+    for exported, speck_left in ((lgg_2_5d, 0), (lgg, 255)):
+        dataset, output = tmp_path / exported.bundle.name / "slices", tmp_path / exported.bundle.name / "out"
+        for number, (rows, columns) in blob_and_speck.items():
+            for folder in (dataset / "P1", output / "masks" / "P1"):
+                folder.mkdir(parents=True, exist_ok=True)
+            (dataset / "P1" / f"P1_{number}.tif").touch()  # found by the glob; never read here
+            mask = np.zeros((8, 8), np.uint8)
+            mask[rows, columns] = 255
+            Image.fromarray(mask).save(output / "masks" / "P1" / f"P1_{number}_pred.png")
+        parser = ConfigParser()
+        parser.read_config(exported.bundle / "configs" / "inference.json")
+        parser.update({"bundle_root": str(exported.bundle), "dataset_dir": str(dataset), "output_dir": str(output)})
+        parser.get_parsed_content("run#1")
+        written = masks(output / "masks")
+        assert written["P1/P1_3_pred.png"].sum() == speck_left
+        assert written["P1/P1_1_pred.png"].sum() == written["P1/P1_2_pred.png"].sum() == 4 * 255  # the blob stays, in place
+        assert written["P1/P1_1_pred.png"][1:3, 1:3].all()
 
 
 @pytest.mark.parametrize("name", ["lgg", "lgg_2_5d"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
-from monai.transforms import LoadImage
+from monai.transforms import KeepLargestConnectedComponent, LoadImage
 from PIL import Image
 
 from pipelines.inference import PredictionWriter
@@ -55,3 +55,25 @@ def test_one_slice_subject_gives_a_one_slice_volume(tmp_path):
     PredictionWriter(tmp_path / "out").attach(engine)
     engine.run([[slice_item("P1", 7, tmp_path)]], max_epochs=1)
     assert nib.load(tmp_path / "out/volumes/P1.nii.gz").shape == (6, 4, 1)
+
+
+def test_postprocessing_applies_to_each_subject_volume_before_writing(tmp_path):
+    # P1: a 2x2x2 blob over slices 3-4 and a lone pixel on slice 5 (two 3D components); P2: only a lone pixel
+    preds = {("P1", number): torch.zeros(1, 6, 4) for number in (3, 4, 5)} | {("P2", 1): torch.zeros(1, 6, 4)}
+    for number in (3, 4):
+        preds["P1", number][0, 1:3, 1:3] = 1
+    preds["P1", 5][0, 5, 3] = 1
+    preds["P2", 1][0, 0, 0] = 1
+    batch = [slice_item(subject, number, tmp_path) for subject, number in preds]
+    outputs = [{"pred": preds[item["subject"], item["slice"]]} for item in batch]
+    engine = Engine(lambda e, b: outputs)
+    PredictionWriter(tmp_path / "out", postprocessing=KeepLargestConnectedComponent()).attach(engine)
+    engine.run([batch], max_epochs=1)
+
+    volume = nib.load(tmp_path / "out/volumes/P1.nii.gz").get_fdata()
+    assert volume.shape == (6, 4, 3) and volume.sum() == 8 and volume[..., 2].sum() == 0  # the lone pixel is gone
+    assert np.asarray(Image.open(tmp_path / "out/masks/P1/P1_5_pred.png")).sum() == 0
+    assert np.asarray(Image.open(tmp_path / "out/masks/P1/P1_3_pred.png")).sum() == 4 * 255
+    assert np.asarray(Image.open(tmp_path / "out/masks/P2/P2_1_pred.png")).sum() == 255  # each subject on its own
+    index = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert list(zip(index["subject"], index["slice"], index["pixels_tumour"])) == [("P1", 3, 4), ("P1", 4, 4), ("P1", 5, 0), ("P2", 1, 1)]
