@@ -36,7 +36,7 @@ from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.distributed import gather, is_rank_zero
 from pipelines.errors import InputError, exit_on_input_error
 
-__all__ = ["SegmentationMetricsWriter", "scores_from_counts", "CONVENTIONS"]
+__all__ = ["SegmentationMetricsWriter", "scores_from_counts", "slices_by_subject", "CONVENTIONS"]
 
 CONVENTIONS = {
     "per_slice": "mean over all slices; a slice with empty ground truth and empty prediction scores Dice 1 (seed convention)",
@@ -63,6 +63,15 @@ def scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[s
             "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
             "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
         }
+
+
+def slices_by_subject(entries: Sequence[tuple]) -> dict[str, tuple[tuple, ...]]:
+    """``(subject, slice, *fields)`` entries grouped by subject (sorted by name), each group as the columns
+    ``(slices, *fields)`` in slice order, ready to stack one field into a subject's volume."""
+    groups: dict[str, list] = defaultdict(list)
+    for subject, number, *fields in entries:
+        groups[subject].append((number, *fields))
+    return {subject: tuple(zip(*sorted(group, key=lambda entry: entry[0]))) for subject, group in sorted(groups.items())}
 
 
 def _filename(data: object) -> str:
@@ -194,12 +203,8 @@ class SegmentationMetricsWriter:
 
     def _postprocessed_records(self) -> list[dict]:
         """Per-slice counts after ``postprocessing`` of each subject's stacked (C, H, W, S) prediction volume."""
-        by_subject: dict[str, list] = defaultdict(list)
-        for subject, number, pred, label in self._masks:
-            by_subject[subject].append((number, pred, label))
         records = []
-        for subject, slices in by_subject.items():
-            numbers, preds, labels = zip(*sorted(slices, key=lambda entry: entry[0]))
+        for subject, (numbers, preds, labels) in slices_by_subject(self._masks).items():
             volume = self.postprocessing(torch.from_numpy(np.stack(preds, axis=-1)).float())
             post = torch.as_tensor(volume).float().movedim(-1, 0)  # (S, C, H, W)
             counts = self._counts(post, torch.from_numpy(np.stack(labels)).float())

@@ -4,7 +4,6 @@ per-subject 3D post-processing."""
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from monai.utils import convert_to_numpy
 
 from pipelines.atomic import save_atomic
 from pipelines.distributed import gather, is_rank_zero
+from pipelines.evaluation import slices_by_subject
 
 __all__ = ["PredictionWriter"]
 
@@ -78,15 +78,12 @@ class PredictionWriter:
         return volume
 
     def _write(self, engine: Engine) -> None:
-        by_subject: dict[str, list] = defaultdict(list)
-        for subject, slice_number, image, classes in gather(self._slices):
-            by_subject[subject].append((slice_number, image, classes))
+        by_subject = slices_by_subject(gather(self._slices))
         self._slices = []
         if not is_rank_zero():
             return
         rows = []
-        for subject, slices in sorted(by_subject.items()):
-            numbers, images, masks = zip(*sorted(slices, key=lambda entry: entry[0]))
+        for subject, (numbers, images, masks) in by_subject.items():
             volume = self._volume(list(masks))
             target = self.output_dir / "volumes" / f"{subject}.nii.gz"
             # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
