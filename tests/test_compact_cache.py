@@ -1,11 +1,12 @@
 """The bundles cache uint8 slices and convert them when drawn (transforms.Uint8ToFloatd), with the same
-float32 values as scaling at load time gave."""
+float32 values as scaling at load time gave; with ``cache_validation_input`` the LGG validation cache holds the
+network's float32 input instead, the same values computed once."""
 
 import pytest
 import torch
 from bundle_utils import REPO
 from monai.bundle import ConfigParser
-from monai.data import MetaTensor
+from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, NormalizeIntensityd, Resized, ScaleIntensityRanged
 
 from pipelines.bundles import config_files
@@ -57,6 +58,29 @@ def test_lgg_cache_is_uint8_and_validation_input_unchanged(bundle, image_size, l
     for key in ("image", "label"):
         assert torch.equal(now[key].as_tensor(), before[key].as_tensor())
     assert len(now["image"].applied_operations) == len(before["image"].applied_operations)  # what Invertd undoes
+
+
+@pytest.mark.parametrize("bundle, image_size", [("lgg_best", [256, 256]), ("lgg_unet_small", [128, 128])])
+def test_cached_validation_input_equals_the_uint8_cache_drawn_and_stays_intact(bundle, image_size, lgg_demo_root, lgg_demo_manifest):
+    configs = {cached: bundle_config(bundle, dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0,
+                                     cache_validation_input=cached) for cached in (True, False)}
+    datasets = {cached: config.get_parsed_content("validate#dataset") for cached, config in configs.items()}
+    first = datasets[True]._cache[0]
+    assert (first["image"].dtype, first["image"].shape[1:], first["label"].dtype) == (torch.float32, tuple(image_size), torch.uint8)
+    assert datasets[False]._cache[0]["image"].dtype == torch.uint8
+    items = [datasets[True][index] for index in range(len(datasets[True]))]
+    for index, item in enumerate(items):
+        uncached = datasets[False][index]
+        assert torch.equal(item["image"].as_tensor(), uncached["image"].as_tensor())
+        assert torch.equal(item["label"].as_tensor(), uncached["label"].as_tensor()) and item["label"].dtype == torch.float32
+        assert len(item["image"].applied_operations) == len(uncached["image"].applied_operations)
+    before = first["image"].clone(), len(first["image"].applied_operations)
+    batch = list_data_collate(items[:4])  # one validation step's postprocessing (Invertd reads the image's history)
+    batch["pred"] = torch.zeros_like(batch["image"][:, :1])
+    postprocessing = configs[True].get_parsed_content("validate#postprocessing")
+    assert all(out["pred"].shape[1:] == (256, 256) for out in map(postprocessing, decollate_batch(batch)))
+    assert torch.equal(datasets[True]._cache[0]["image"], before[0])
+    assert len(datasets[True]._cache[0]["image"].applied_operations) == before[1]
 
 
 def test_oasis_cache_is_uint8_and_input_unchanged(oasis_demo_root, oasis_demo_manifest):

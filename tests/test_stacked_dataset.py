@@ -69,9 +69,9 @@ def test_a_neighbour_that_is_no_items_own_slice_is_refused(tmp_path):
 def test_lgg_best_in_2_5d_caches_three_channels_per_slice_and_trains_on_nine(lgg_demo_root, lgg_demo_manifest):
     config = bundle_config("lgg_best", dataset_dir=str(lgg_demo_root), manifest=str(lgg_demo_manifest), num_workers=0, image_size=[32, 32], patch_size=[16, 16],
                            neighbour_slices=1)
-    for split in ("train", "validate"):
+    for split, cached_type in (("train", torch.uint8), ("validate", torch.float32)):  # lgg_best caches the validation input (cache_validation_input)
         dataset = config.get_parsed_content(f"{split}#dataset")
-        assert all(item["image"].shape[0] == 3 and item["image"].dtype == torch.uint8 for item in dataset._cache)
+        assert all(item["image"].shape[0] == 3 and item["image"].dtype == cached_type for item in dataset._cache)
     assert config.get_parsed_content("train#dataset")[0][0]["image"].shape == (9, 16, 16)  # 2 patches of 16x16 from the 9-channel stack
     assert config.get_parsed_content("validate#dataset")[0]["image"].shape == (9, 32, 32)
 
