@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from bundle_utils import REPO, assert_one_line_error, bundle_error_in_process, fast, run_bundle
+from bundle_utils import REPO, assert_error_line, bundle_error_in_process, fast, run_bundle
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 
@@ -137,8 +137,8 @@ def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
 
 def test_bundle_with_fold_outside_the_folds_stops_with_one_line(demo, tmp_path):
     manifest, root = demo
-    result = run_bundle("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, image_size="[32,32]", bundle_root=tmp_path, fold=3, folds=3)
-    assert_one_line_error(result, f"manifest {manifest}: fold 3: must be one of 0..2 with folds 3")
+    message = bundle_error_in_process("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, image_size="[32,32]", bundle_root=tmp_path, fold=3, folds=3)
+    assert_error_line(message, f"manifest {manifest}: fold 3: must be one of 0..2 with folds 3")
     assert not (tmp_path / "models").exists()
 
 

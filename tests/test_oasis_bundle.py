@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from bundle_utils import assert_one_line_error, fast, run_bundle
+from bundle_utils import assert_error_line, bundle_error_in_process, fast, run_bundle
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -85,8 +85,8 @@ def test_mask_with_unexpected_values_stops_before_training(trained, tmp_path):
     pixels = np.asarray(Image.open(bad)).copy()
     pixels[100:110, 100:110] = 128  # e.g. a mask resized with interpolation
     Image.fromarray(pixels).save(bad)
-    result = run_bundle(BUNDLE, "train", **{**common, "dataset_dir": data, "ckpt_dir": tmp_path / "models"})
-    assert_one_line_error(result, str(bad), "unexpected mask values 128", "0, 85, 170, 255")
+    message = bundle_error_in_process(BUNDLE, "train", **{**common, "dataset_dir": data, "ckpt_dir": tmp_path / "models"})
+    assert_error_line(message, str(bad), "unexpected mask values 128", "0, 85, 170, 255")
     assert not (tmp_path / "models").exists()
 
 
@@ -96,6 +96,6 @@ def test_image_and_mask_of_different_size_stop_before_training(trained, tmp_path
     shutil.copytree(common["dataset_dir"], data)
     bad = data / "keras_png_slices_seg_train" / "seg_002_slice_5.nii.png"
     Image.open(bad).resize((128, 128), Image.Resampling.NEAREST).save(bad)
-    result = run_bundle(BUNDLE, "train", **{**common, "dataset_dir": data, "ckpt_dir": tmp_path / "models"})
-    assert_one_line_error(result, str(common["manifest"]), "row 15 column 'label'", "size 128x128 differs from the image's 256x256", str(bad))
+    message = bundle_error_in_process(BUNDLE, "train", **{**common, "dataset_dir": data, "ckpt_dir": tmp_path / "models"})
+    assert_error_line(message, str(common["manifest"]), "row 15 column 'label'", "size 128x128 differs from the image's 256x256", str(bad))
     assert not (tmp_path / "models").exists()

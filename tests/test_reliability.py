@@ -3,35 +3,44 @@ leaves the earlier checkpoints as they were."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 import torch
-from bundle_utils import REPO, assert_one_line_error, fast, run_bundle, tree_digest
+from bundle_utils import REPO, assert_error_line, assert_one_line_error, bundle_error_in_process, fast, run_bundle, tree_digest
 
 from pipelines.bundles import bundle_command
 
 NAN_LOSS = "$lambda input, target: torch.nn.functional.binary_cross_entropy_with_logits(input, target) * float('nan')"
 
 
-@pytest.fixture
-def settings(tmp_path, lgg_demo_root, lgg_demo_manifest):
+@pytest.fixture(scope="module")
+def settings(lgg_demo_root, lgg_demo_manifest):
     """lgg_unet_augment at half size (128x128 slices, 64x64 patches and windows): every random part of a recipe, quickly."""
     return {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, **fast("lgg_unet_augment"), "batch_size": 4,
             "image_size": "[128,128]", "roi_size": "[64,64]"}
 
 
-def test_two_runs_with_the_same_seed_are_identical(tmp_path, settings):
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory, settings):
+    """Run folder (``models/``, ``train/``) of one epoch of ``settings`` with the batches drawn in the training thread.
+    Shared by the module: copy it before changing it."""
+    run = tmp_path_factory.mktemp("one_epoch")
+    result = run_bundle("lgg_unet_augment", "train", epochs=1, ckpt_dir=run / "models", output_dir=run / "train", cpu_loader_thread=False, **settings)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+def test_two_runs_with_the_same_seed_are_identical(tmp_path, settings, one_epoch):
     """lgg_unet_augment: random patches, flips, elastic deformation and the balanced sampler all follow ``seed``,
     whether batches are drawn in the training thread or in a background one (``cpu_loader_thread``)."""
-    runs = []
-    for name, loader_thread in (("first", False), ("second", True)):
-        result = run_bundle("lgg_unet_augment", "train", epochs=1, ckpt_dir=tmp_path / name / "models", output_dir=tmp_path / name / "train",
-                            cpu_loader_thread=loader_thread, **settings)
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(tmp_path / name)
+    result = run_bundle("lgg_unet_augment", "train", epochs=1, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train",
+                        cpu_loader_thread=True, **settings)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [one_epoch, tmp_path]
     weights = [torch.load(run / "models" / "model.pt", weights_only=True) for run in runs]
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     best = [json.loads((run / "train" / "training_run.json").read_text())["best_metric"] for run in runs]
@@ -39,15 +48,15 @@ def test_two_runs_with_the_same_seed_are_identical(tmp_path, settings):
 
 
 @pytest.mark.parametrize("every_iteration", [True, False], ids=["per step (CPU)", "per epoch (CUDA setting)"])
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoints(tmp_path, settings, every_iteration):
-    common = {**settings, "ckpt_dir": tmp_path / "models", "output_dir": tmp_path / "train"}
-    assert run_bundle("lgg_unet_augment", "train", epochs=1, **common).returncode == 0
-    before = tree_digest(tmp_path / "models")
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoints(tmp_path, settings, one_epoch, every_iteration):
+    run = shutil.copytree(one_epoch, tmp_path / "run")
+    common = {**settings, "ckpt_dir": run / "models", "output_dir": run / "train"}
+    before = tree_digest(run / "models")
     result = run_bundle("lgg_unet_augment", "train", epochs=2, loss=NAN_LOSS, loss_every_iteration=every_iteration, **common)
     where = "at epoch 1, iteration 1 of" if every_iteration else "mean training loss of epoch 1 is nan"
     assert_one_line_error(result, where, "checkpoint_epoch=1.pt, model.pt")
     assert "error: " not in result.stderr.strip().splitlines()[-2], result.stderr[-3000:]  # said once
-    assert tree_digest(tmp_path / "models") == before
+    assert tree_digest(run / "models") == before
 
 
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, settings):
@@ -81,5 +90,5 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, setting
 
 
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, settings):
-    result = run_bundle("lgg_unet_augment", "train", resume=True, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train", **settings)
-    assert_one_line_error(result, "--resume", str(tmp_path / "models"))
+    message = bundle_error_in_process("lgg_unet_augment", "train", resume=True, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train", **settings)
+    assert_error_line(message, "--resume", str(tmp_path / "models"))
