@@ -1,4 +1,5 @@
-"""End to end on demo data: each LGG bundle's train, evaluate and inference through ``python -m monai.bundle run``."""
+"""End to end on demo data: each LGG bundle's train, evaluate and inference through ``monai.bundle run``'s command line
+(forked from a process that has imported torch and MONAI, see tests/bundle_utils.py)."""
 
 import csv
 import json
