@@ -19,14 +19,17 @@ budget ran out), its seconds and its figures. A failed step is recorded and the 
    effect (``amp``, the loader class, ``loss_every_iteration``).
 4. ``torchrun``: ``lgg_unet_small``'s ``multi_gpu_train`` for one epoch under ``torchrun --nproc_per_node=1``
    (NCCL on CUDA, gloo on the CPU).
-5. ``harness:<name>``: ``benchmarks/train_throughput.py`` (naive / project / limit, training and inference).
+5. ``harness:<name>`` for each bundle of ``--harness`` (default ``lgg_best``): ``benchmarks/train_throughput.py``
+   (naive / project / limit, training and inference). Last, so that the budget skips figures before it skips
+   any bundle's CUDA path.
 
 ``--dry-run`` runs the same steps on the CPU, small: the demo data, one training step per epoch
 (``train#trainer#epoch_length``), batch 2, LGG at 128x128, the CUDA defaults forced on (``amp``,
 ``ThreadDataLoader``, ``loss_every_iteration`` false: the config branches that run on a GPU; PyTorch
 disables autocast on a CPU with a warning) and the harness's command line only checked, not run
 (``tests/test_benchmarks.py`` runs the harness itself). ``tests/test_gpu_check.py`` runs it, so the script
-cannot rot while no GPU is lent.
+cannot rot while no GPU is lent. On a GPU machine ``--dry-run`` is the same small run on CUDA, harness included
+(5 steps): every CUDA path in a minute or two, without the full-size figures.
 
 ``<out>`` receives ``gpu_check.json``, ``gpu_check.md`` (the table) and ``logs.tar.gz`` (every process's
 output); data, checkpoints and bundle outputs stay under ``<work>``.
@@ -56,7 +59,6 @@ BUNDLES = {  # in the order they run: lgg_best first (its epoch time is the figu
     "lgg_best": "lgg", "lgg_unet_small": "lgg", "lgg_unet_dicece_rgb": "lgg", "lgg_unet_augment": "lgg", "lgg_unet_bce": "lgg",
     "oasis_unet": "oasis",
 }
-HARNESS_BUNDLES = ("lgg_best", "lgg_unet_small")
 TORCHRUN_BUNDLE = "lgg_unet_small"
 IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm")  # in the GPU image (device tool's KINDS.md)
 CARRIED = tuple(line.split("==")[0] for line in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines() if line and not line.startswith("#"))
@@ -66,7 +68,7 @@ CUDA_DEFAULTS = {"amp": True, "data_loader": "$monai.data.ThreadDataLoader", "lo
 SETTINGS = ("amp", "loss_every_iteration")  # recorded per workflow, with the loader classes
 DRY_RUN = {"batch_size": 2, "train#trainer#epoch_length": 1}
 DRY_RUN_FAMILY = {"lgg": {"image_size": [128, 128]}, "oasis": {}}
-HARNESS_ARGS = ["--steps", "20", "--warmup", "3", "--repeats", "3"]
+HARNESS_ARGS = {False: ["--steps", "20", "--warmup", "3", "--repeats", "3"], True: ["--steps", "5", "--warmup", "2", "--repeats", "2"]}  # by --dry-run
 STEP_TIMEOUT_S = 600
 
 
@@ -76,19 +78,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_check"), help="data, checkpoints and bundle outputs (default /tmp/gpu_check)")
     parser.add_argument("--budget", type=float, default=450.0, help="seconds for all steps; steps that would start later are skipped (default 450)")
     parser.add_argument("--bundles", default=",".join(BUNDLES), help="comma-separated bundles to check (default: all six)")
+    parser.add_argument("--harness", default="lgg_best", help="comma-separated bundles for the throughput harness, after the bundles (default lgg_best; '' for none)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per bundle (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU, small: demo data, one step per epoch, gloo")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: bundle name, run in this process
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)  # internal: the child's data description (JSON)
     args = parser.parse_args(argv)
-    unknown = [name for name in args.bundles.split(",") if name not in BUNDLES]
-    if unknown:
-        parser.error(f"--bundles: unknown {', '.join(unknown)}; choose from {','.join(BUNDLES)}")
+    for option, names in (("--bundles", args.bundles), ("--harness", args.harness)):
+        unknown = [name for name in names.split(",") if name and name not in BUNDLES]
+        if unknown:
+            parser.error(f"{option}: unknown {', '.join(unknown)}; choose from {','.join(BUNDLES)}")
     if args.epochs < 1 or args.budget <= 0:
         parser.error(f"--epochs must be >= 1 and --budget > 0, got {args.epochs} and {args.budget}")
     if not args.dry_run and not args.child and not torch.cuda.is_available():
         parser.error("no CUDA device visible to PyTorch: run on a GPU machine, or pass --dry-run on a CPU")
-    args.bundles = [name for name in BUNDLES if name in args.bundles.split(",")]
+    args.bundles, args.harness = ([name for name in BUNDLES if name in names.split(",")] for names in (args.bundles, args.harness))
     args.out, args.work = args.out.resolve(), args.work.resolve()
     return args
 
@@ -200,13 +204,13 @@ def check_torchrun(args: argparse.Namespace, name: str, data: dict, logs: Path, 
 def harness_command(args: argparse.Namespace, name: str, data: dict) -> list[str]:
     family = data[BUNDLES[name]]
     return [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--bundle", f"bundles/{name}", "--dataset_dir", family["dataset_dir"],
-            "--manifest", family["manifest"], "--out", str(args.work / "harness" / f"{name}.json"), *HARNESS_ARGS]
+            "--manifest", family["manifest"], "--out", str(args.work / "harness" / f"{name}.json"), *HARNESS_ARGS[args.dry_run]]
 
 
 def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, timeout: float) -> dict:
-    """The throughput harness on ``name``: its report (a dry run only parses the command line)."""
+    """The throughput harness on ``name``: its report (a dry run on a CPU only parses the command line)."""
     command = harness_command(args, name, data)
-    if args.dry_run:
+    if args.dry_run and not torch.cuda.is_available():
         sys.path.insert(0, str(REPO / "benchmarks"))
         import train_throughput
         train_throughput.parse_args(command[2:])
@@ -217,14 +221,13 @@ def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, t
     return json.loads(Path(command[command.index("--out") + 1]).read_text())
 
 
-def plan(bundles: list[str]) -> list[tuple[str, str]]:
-    """(step, bundle) in running order: each bundle, torchrun after its bundle, the first harness right after
-    its bundle and the others last, where the budget may skip them."""
+def plan(bundles: list[str], harness: list[str]) -> list[tuple[str, str]]:
+    """(step, bundle) in running order: each bundle, torchrun after its bundle, then the harness runs, which
+    the budget skips first (the CUDA paths of every bundle come before the figures)."""
     order = []
     for name in bundles:
-        order.append((f"bundle:{name}", name))
-        order += [("torchrun", name)] * (name == TORCHRUN_BUNDLE) + [(f"harness:{name}", name)] * (name == HARNESS_BUNDLES[0])
-    return order + [(f"harness:{name}", name) for name in HARNESS_BUNDLES[1:] if name in bundles]
+        order += [(f"bundle:{name}", name)] + [("torchrun", name)] * (name == TORCHRUN_BUNDLE)
+    return order + [(f"harness:{name}", name) for name in harness]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     made: dict = {}
     checklist.run("data", lambda: made.update(zip(("families", "oasis_maker"), make_data(args, logs))) or {"families": made["families"]})
     data, oasis_maker = made.get("families", {}), made.get("oasis_maker")
-    order = plan(args.bundles)
+    order = plan(args.bundles, args.harness)
     steps = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
     for step, name in order:
         if BUNDLES[name] == "oasis" and oasis_maker is not None:
@@ -263,7 +266,9 @@ def bundle_overrides(name: str, data: dict, run: Path, dry_run: bool) -> dict:
     """The ``monai.bundle run`` overrides of bundle ``name``: its data, run folders, and the dry run's sizes."""
     family = BUNDLES[name]
     overrides = {"bundle_root": str(REPO / "bundles" / name), "ckpt_dir": str(run / "models"), "output_dir": str(run / "train"), **data[family]}
-    return {**overrides, **DRY_RUN, **DRY_RUN_FAMILY[family], **CUDA_DEFAULTS} if dry_run else overrides
+    if not dry_run:
+        return overrides
+    return {**overrides, **DRY_RUN, **DRY_RUN_FAMILY[family], **({} if torch.cuda.is_available() else CUDA_DEFAULTS)}
 
 
 class EpochTimer:

@@ -24,7 +24,7 @@ def test_dry_run_takes_every_step_with_the_cuda_defaults(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["mode"] == "dry-run" and report["epochs"] == 2
-    assert list(report["steps"]) == ["environment", "data", "bundle:lgg_unet_small", "torchrun", "bundle:oasis_unet", "harness:lgg_unet_small"]
+    assert list(report["steps"]) == ["environment", "data", "bundle:lgg_unet_small", "torchrun", "bundle:oasis_unet", "harness:lgg_best"]
     assert all(step["status"] == "ok" for step in report["steps"].values()), report["steps"]
     assert set(report["steps"]["environment"]["packages"]) == set(gpu_check.PACKAGES)
     for name in CHECKED:
@@ -36,7 +36,7 @@ def test_dry_run_takes_every_step_with_the_cuda_defaults(tmp_path):
             assert bundle[mode]["settings"] == {"amp": True, "loss_every_iteration": False, "loader": "ThreadDataLoader", "device": "cpu"}
         assert re.fullmatch(r"(test|val)_\w+", next(iter(bundle["evaluate"]["metrics"])))
     assert report["steps"]["torchrun"]["backend"] == "gloo" and report["steps"]["torchrun"]["epochs"] == 1
-    assert "--bundle" in report["steps"]["harness:lgg_unet_small"]["command"]
+    assert "--bundle" in report["steps"]["harness:lgg_best"]["command"]
     assert {"gpu_check.json", "gpu_check.md", "logs.tar.gz"} == {p.name for p in out.iterdir()}  # what comes back from the machine
     table = (out / "gpu_check.md").read_text()
     assert table in done.stdout and "| bundle:oasis_unet | ok" in table
@@ -61,11 +61,11 @@ def test_steps_past_the_budget_are_skipped(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["steps"]["late"]["status"] == "skipped"
 
 
-def test_plan_runs_the_first_harness_early_and_the_others_last():
-    assert gpu_check.plan(list(gpu_check.BUNDLES)) == [
-        ("bundle:lgg_best", "lgg_best"), ("harness:lgg_best", "lgg_best"), ("bundle:lgg_unet_small", "lgg_unet_small"), ("torchrun", "lgg_unet_small"),
+def test_plan_runs_every_bundle_before_the_harness():
+    assert gpu_check.plan(list(gpu_check.BUNDLES), ["lgg_best", "lgg_unet_small"]) == [
+        ("bundle:lgg_best", "lgg_best"), ("bundle:lgg_unet_small", "lgg_unet_small"), ("torchrun", "lgg_unet_small"),
         ("bundle:lgg_unet_dicece_rgb", "lgg_unet_dicece_rgb"), ("bundle:lgg_unet_augment", "lgg_unet_augment"), ("bundle:lgg_unet_bce", "lgg_unet_bce"),
-        ("bundle:oasis_unet", "oasis_unet"), ("harness:lgg_unet_small", "lgg_unet_small")]
+        ("bundle:oasis_unet", "oasis_unet"), ("harness:lgg_best", "lgg_best"), ("harness:lgg_unet_small", "lgg_unet_small")]
 
 
 def test_bad_arguments_are_one_line_errors():
