@@ -3,11 +3,11 @@
     python -m pipelines crossval bundles/lgg_best --out runs/cv/lgg_best --folds 5 --dataset_dir DATA --manifest CSV [--epochs 20 ...]
 
 Fold ``k`` runs the bundle's plain ``monai.bundle`` train and evaluate commands with ``--fold k --folds N
---fold_seed S`` (every subject of the manifest in one of N folds; fold k is tested, fold k+1 validates, the
-rest train; with ``--fold_validation test`` the test fold validates and every other fold trains; see
-:func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
-``train`` and ``eval``. Every subject is in exactly one test fold, so the pooled tables score each patient
-once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject rows (with a ``fold`` column) and
+--fold_seed S`` (every subject of the manifest's train and val rows in one of N folds, its test split in none;
+fold k is tested, fold k+1 validates, the rest train; with ``--fold_validation test`` the test fold validates
+and every other fold trains; see :func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
+``train`` and ``eval``. Every pooled subject is in exactly one test fold, so the pooled tables score each
+patient once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject rows (with a ``fold`` column) and
 ``<out>/crossval_summary.json`` per class and convention (``per_subject_3d``, ``per_slice``,
 ``slices_with_<class>``) the Dice mean, std (over subjects or slices), min and max over the pooled test
 folds, and for ``per_subject_3d`` each fold's mean; a ``postprocessed`` block holds the same after the

@@ -2,7 +2,8 @@
 
 Bundle configs call these by name, e.g. ``"$pipelines.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
 Two options change what a split holds: ``fold`` replaces the manifest's split column by patient-level k-fold
-cross-validation roles (:func:`pipelines.manifest.fold_splits`), and ``neighbours`` turns each item into a
+cross-validation roles over its train and val rows (:func:`pipelines.manifest.fold_splits`; the test rows are
+left out), and ``neighbours`` turns each item into a
 2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.datasets.StackedSliceDataset`
 caches each slice once and concatenates a stack's channels when it is drawn).
 A bad manifest or dataset folder ends the run with one ``error: ...`` line and exit code 1 before
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import SPLITS, fold_splits, validate_manifest
+from pipelines.manifest import SPLITS, fold_pool, fold_splits, validate_manifest
 
 __all__ = ["balanced_sampler", "channel_names", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
 
@@ -42,9 +43,10 @@ def _rows(
 ) -> tuple[dict, ...]:
     """Rows of the manifest, every file checked once per process; raises InputError if a required split is empty.
 
-    With ``fold`` (0..folds-1), each row's ``split`` is its subject's role in that cross-validation fold:
-    the subjects of all rows, whatever their split column, go to ``folds`` folds (seeded with ``seed``), and
-    ``validation`` says which fold is ``val`` (:func:`pipelines.manifest.fold_splits`).
+    With ``fold`` (0..folds-1), the rows are those of :func:`pipelines.manifest.fold_pool` (the manifest's
+    test rows are left out) and each row's ``split`` is its subject's role in that cross-validation fold: the
+    pooled train and val subjects go to ``folds`` folds (seeded with ``seed``), and ``validation`` says which
+    fold is ``val`` (:func:`pipelines.manifest.fold_splits`).
     """
     manifest_path, root = Path(manifest).resolve(), Path(dataset_dir).resolve()
     if not root.is_dir():
@@ -52,12 +54,13 @@ def _rows(
     if not manifest_path.is_file():
         raise InputError(f"manifest {manifest}: no such file (pass --manifest <csv>)")
     rows = _validated_rows(str(manifest_path), str(root), manifest_path.stat().st_mtime_ns)
-    if fold is not None:  # every role has subjects: 3 <= folds <= subjects
+    if fold is not None:  # every role has subjects: 3 <= folds <= pooled subjects
+        pool = fold_pool(rows)
         try:
-            split_of = fold_splits((row["subject"] for row in rows), fold, folds, seed, validation)
+            split_of = fold_splits((row["subject"] for row in pool), fold, folds, seed, validation)
         except InputError as err:
             raise InputError(f"manifest {manifest}: {err}") from None
-        return tuple({**row, "split": split_of[row["subject"]]} for row in rows)
+        return tuple({**row, "split": split_of[row["subject"]]} for row in pool)
     present = {row["split"] for row in rows}
     if not set(required) <= present:
         validate_manifest(manifest_path, root, required_splits=tuple(required), check_files=False)  # raises the one-line error
@@ -77,7 +80,7 @@ def check_manifest(
     counts = {split: f"{sum(r['split'] == split for r in rows)} slices / {len({r['subject'] for r in rows if r['split'] == split})} subjects" for split in SPLITS}
     if fold is not None and validation == "test":
         counts["val"] = "the test fold"
-    source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} (seed {seed}, validation: {validation} fold)"
+    source = "split column" if fold is None else f"cross-validation fold {fold} of {folds} over the train and val rows (seed {seed}, validation: {validation} fold)"
     logger.info(f"manifest {manifest}: {len(rows)} slices under {dataset_dir}; {source}: {', '.join(f'{k} {v}' for k, v in counts.items())}")
 
 

@@ -74,6 +74,13 @@ def assign_folds(subjects: Iterable[str], folds: int, seed: int = 0) -> dict[str
     return {unique[index]: position % folds for position, index in enumerate(order)}
 
 
+def fold_pool(rows: Iterable[dict]) -> list[dict]:
+    """The rows cross-validation deals into folds: all but the manifest's ``test`` split, whose patients are
+    held out of every fold (they choose nothing; evaluate them without ``fold``). A manifest without test
+    rows is pooled whole."""
+    return [row for row in rows if row["split"] != "test"]
+
+
 def fold_splits(subjects: Iterable[str], fold: int, folds: int, seed: int = 0, validation: str = "next") -> dict[str, str]:
     """Map each unique subject to a split of :data:`SPLITS` for cross-validation fold ``fold``.
 

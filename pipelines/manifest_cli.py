@@ -63,7 +63,8 @@ def _summary(args) -> None:
 
 
 def _folds(args) -> None:
-    rows = manifest.validate_manifest(args.manifest, None, check_files=False)
+    every_row = manifest.validate_manifest(args.manifest, None, check_files=False)
+    rows = manifest.fold_pool(every_row)
     try:
         fold_of = manifest.assign_folds((row["subject"] for row in rows), args.folds, args.seed)
         roles = manifest.fold_splits(list(fold_of), args.fold, args.folds, args.seed, args.fold_validation) if args.fold is not None else {}
@@ -76,6 +77,9 @@ def _folds(args) -> None:
         table.append({"fold": fold, **({"split": roles[subjects[0]]} if roles else {}), "subjects": len(subjects), "slices": len(members),
                       "tumour_slices": sum(row["diagnosis"] for row in members)})
     _print_table(table)
+    held_out = {row["subject"] for row in every_row} - set(fold_of)
+    if held_out:
+        print(f"in no fold, the manifest's test split: subjects {len(held_out)}, slices {len(every_row) - len(rows)}")
     if args.out:
         with atomic_path(args.out) as partial, partial.open("w", encoding="utf-8", newline="") as stream:
             writer = csv.writer(stream, lineterminator="\n")
@@ -139,12 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(run=_summary)
 
     folds = commands.add_parser("folds", help="print (or write) the patient-level cross-validation folds of a manifest",
-                                description="Assign the subjects of every row (all splits pooled) to FOLDS folds as the bundles' "
+                                description="Assign the subjects of the train and val rows (pooled; the test split is in no fold) to FOLDS folds as the bundles' "
                                             "--fold/--folds/--fold_seed do: a seeded shuffle of the sorted subject IDs, fold sizes "
                                             "differing by at most one. With --fold K: fold K is test, fold K+1 (mod FOLDS) val, the rest train "
                                             "(with --fold_validation test: no val fold, every other fold trains).")
     folds.add_argument("--manifest", required=True, help="manifest CSV")
-    folds.add_argument("--folds", type=int, default=5, help="number of folds, 3 to the number of subjects (default: %(default)s)")
+    folds.add_argument("--folds", type=int, default=5, help="number of folds, 3 to the number of train and val subjects (default: %(default)s)")
     folds.add_argument("--seed", type=int, default=0, help="seed of the subject shuffle, the bundles' fold_seed (default: %(default)s)")
     folds.add_argument("--fold", type=int, help="show the split each fold plays when fold K is the test fold")
     folds.add_argument("--fold_validation", "--fold-validation", choices=manifest.FOLD_VALIDATIONS, default="next",

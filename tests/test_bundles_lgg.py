@@ -10,6 +10,8 @@ import pytest
 from bundle_utils import fast, run_bundle
 from PIL import Image
 
+from pipelines.report import read_scalars
+
 LGG_BUNDLES = ["lgg_unet_bce", "lgg_unet_dicece_rgb", "lgg_unet_small", "lgg_unet_augment", "lgg_best"]
 
 
@@ -39,12 +41,15 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
 
 
 def test_the_recipe_names_the_metric_that_picks_model_pt(trained):
+    """Every LGG bundle selects by per-patient 3D Dice (post-processed where the recipe post-processes), never by
+    the per-slice val_mean_dice, which scores an empty prediction on an empty slice 1."""
     bundle, _, run = trained
     facts = json.loads((run / "train" / "training_run.json").read_text())
     metric = facts["selection_metric"]
-    assert metric == ("val_dice_3d_postprocessed" if bundle == "lgg_best" else "val_mean_dice")
+    assert metric == ("val_dice_3d_postprocessed" if bundle == "lgg_best" else "val_dice_3d")
     assert facts["model_epoch"] == ("last" if bundle == "lgg_best" else "best")
     assert f"Key metric: {metric} best value" in (run / "train.log").read_text()
+    assert facts["best_metric"] == pytest.approx(read_scalars(run / "train")[metric]["value"].max())  # the metric the validator compared
 
 
 def test_evaluate_writes_every_dice_convention(trained, lgg_demo_manifest):
@@ -90,7 +95,7 @@ def test_inference_on_a_folder_without_manifest(trained, lgg_demo_root):
 def test_training_loss_once_per_epoch_without_per_step_reads(tmp_path, lgg_demo_root, lgg_demo_manifest):
     """The CUDA setting (``loss_every_iteration`` false: no host-device sync per step) logs the epoch mean only,
     and the report still draws the loss curve from it."""
-    from pipelines.report import read_scalars, write_report
+    from pipelines.report import write_report
 
     common = {"dataset_dir": lgg_demo_root, "manifest": lgg_demo_manifest, "ckpt_dir": tmp_path / "models", **fast("lgg_unet_small")}
     result = run_bundle("lgg_unet_small", "train", epochs=2, output_dir=tmp_path / "train", loss_every_iteration=False, **common)

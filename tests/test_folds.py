@@ -11,13 +11,14 @@ from ignite.engine import Engine
 from monai.bundle import ConfigParser
 
 from pipelines.bundles import config_files
+from pipelines import datalist
 from pipelines.crossval import main as crossval_main
 from pipelines.crossval import summarise_folds
-from pipelines.datalist import check_manifest, load_split
+from pipelines.datalist import check_manifest, load_split, split_rows
 from pipelines.demo import make_lgg_demo
 from pipelines.errors import InputError
 from pipelines.evaluation import SegmentationMetricsWriter
-from pipelines.manifest import assign_folds, build_kaggle_3m, fold_splits, write_manifest
+from pipelines.manifest import assign_folds, build_kaggle_3m, fold_splits, validate_manifest, write_manifest
 from pipelines.manifest_cli import main as manifest_main
 from pipelines.training import validation_split
 
@@ -91,16 +92,35 @@ def subjects_of(items):
     return {item["subject"] for item in items}
 
 
-def test_fold_datalists_pool_every_split_and_never_share_a_subject(demo):
+def test_fold_datalists_pool_train_and_val_and_never_share_a_subject(demo):
     manifest, root = demo
-    everyone = subjects_of(load_split(manifest, root, ["train", "val", "test"]))
+    everyone, held_out = subjects_of(load_split(manifest, root, ["train", "val"])), subjects_of(load_split(manifest, root, "test"))
+    assert len(everyone) == 5 and len(held_out) == 1
     for fold in range(3):
         parts = {split: load_split(manifest, root, split, fold=fold, folds=3, seed=1) for split in ("train", "val", "test")}
-        assert set.union(*map(subjects_of, parts.values())) == everyone and sum(len(p) for p in parts.values()) == 18
+        assert set.union(*map(subjects_of, parts.values())) == everyone and sum(len(p) for p in parts.values()) == 15  # the test split is in no fold
         assert not (subjects_of(parts["train"]) & subjects_of(parts["val"]) or subjects_of(parts["train"]) & subjects_of(parts["test"])
                     or subjects_of(parts["val"]) & subjects_of(parts["test"]))
         assert subjects_of(parts["test"]) == {s for s, k in assign_folds(everyone, 3, seed=1).items() if k == fold}
     assert load_split(manifest, root, "test") == load_split(manifest, root, "test", fold=None, folds=3)  # no fold: the split column
+
+
+@pytest.mark.parametrize("validation", ["next", "test"])
+def test_no_test_patient_of_the_full_manifest_lands_in_any_fold(monkeypatch, tmp_path, validation):
+    """The bundles' fold datalists of the checked-in LGG manifest (its rows read without images): the 17 test
+    patients are in no fold's train, val or test, and the folds' test parts are exactly the 93 others, once each."""
+    manifest = REPO / "data_manifests" / "lgg_kaggle_3m.csv"
+    rows = validate_manifest(manifest, None, check_files=False)
+    monkeypatch.setattr(datalist, "_validated_rows", lambda *_: tuple(rows))
+    held_out, pool = ({row["subject"] for row in rows if (row["split"] == "test") == test} for test in (True, False))
+    assert (len(held_out), len(pool)) == (17, 93)
+    tested = []
+    for fold in range(5):
+        parts = {split: subjects_of(split_rows(manifest, tmp_path, split, fold=fold, folds=5, validation=validation)) for split in ("train", "val", "test")}
+        assert not set.union(*parts.values()) & held_out
+        assert set.union(*parts.values()) == pool
+        tested += sorted(parts["test"])
+    assert sorted(tested) == sorted(pool)
 
 
 def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo):
@@ -110,16 +130,17 @@ def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo)
     parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
     parser.update({"dataset_dir": str(root), "manifest": str(manifest), "fold": 1, "folds": 3, "fold_validation": "test"})
     validated, trained = (subjects_of(parser.get_parsed_content(f"{part}#dataset#data")) for part in ("validate", "train"))
-    fold_of = assign_folds(subjects_of(load_split(manifest, root, ["train", "val", "test"])), 3)
+    fold_of = assign_folds(subjects_of(load_split(manifest, root, ["train", "val"])), 3)
     assert validated == {s for s, k in fold_of.items() if k == 1} and trained == {s for s, k in fold_of.items() if k != 1}
+    assert not (validated | trained) & subjects_of(load_split(manifest, root, "test"))  # the manifest's test patients neither train nor validate
 
 
-@pytest.mark.parametrize("validation, val_count", [("next", r"val \d+ slices / 2 subjects"), ("test", "val the test fold")])
+@pytest.mark.parametrize("validation, val_count", [("next", "val 3 slices / 1 subjects"), ("test", "val the test fold")])
 def test_check_manifest_logs_the_fold_roles(demo, caplog, validation, val_count):
     manifest, root = demo
     with caplog.at_level("INFO", logger="pipelines.datalist"):
         check_manifest(manifest, root, ("train",), fold=1, folds=3, validation=validation)
-    assert re.search(rf"validation: {validation} fold\): train \d+ slices / \d subjects, {val_count}, test \d+ slices / \d subjects$", caplog.messages[-1])
+    assert re.search(rf"over the train and val rows \(seed 0, validation: {validation} fold\): train \d+ slices / \d subjects, {val_count}, test \d+ slices / \d subjects$", caplog.messages[-1])
 
 
 def test_seed_bundle_refuses_validation_on_the_test_fold(demo, tmp_path):
@@ -131,8 +152,8 @@ def test_seed_bundle_refuses_validation_on_the_test_fold(demo, tmp_path):
 
 def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
     manifest, root = demo
-    with pytest.raises(SystemExit, match=f"^error: manifest {manifest}: folds 7: need at least 3 folds .* \\(6 subjects\\)$"):
-        load_split(manifest, root, "train", fold=0, folds=7)
+    with pytest.raises(SystemExit, match=f"^error: manifest {manifest}: folds 6: need at least 3 folds .* \\(5 subjects\\)$"):
+        load_split(manifest, root, "train", fold=0, folds=6)  # 6 subjects, 5 of them outside the test split
 
 
 def test_bundle_with_fold_outside_the_folds_stops_with_one_line(demo, tmp_path):
@@ -147,14 +168,16 @@ def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
     assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--out", str(tmp_path / "folds.csv")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["fold", "split", "subjects", "slices", "tumour_slices"]
-    assert [line.split()[:4] for line in table[1:4]] == [["0", "train", "2", "6"], ["1", "test", "2", "6"], ["2", "val", "2", "6"]]
+    assert [line.split()[:4] for line in table[1:4]] == [["0", "train", "2", "6"], ["1", "test", "2", "6"], ["2", "val", "1", "3"]]
+    assert table[4] == "in no fold, the manifest's test split: subjects 1, slices 3"
     with open(tmp_path / "folds.csv") as f:
         written = list(csv.DictReader(f))
     assert {row["subject"]: int(row["fold"]) for row in written} == assign_folds([row["subject"] for row in written], 3)
+    assert len(written) == 5
     assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--fold_validation", "test"]) == 0
     assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:4]] == [["0", "train"], ["1", "test"], ["2", "train"]]
-    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "9"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 9: need at least 3 folds (test, validation, training) and at most one per subject (6 subjects)"
+    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "6"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 6: need at least 3 folds (test, validation, training) and at most one per subject (5 subjects)"
 
 
 def write_fold(out, fold, cases, postprocessing=None):
@@ -205,7 +228,7 @@ def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):
     argv = [str(REPO / "bundles" / "lgg_best"), "--out", str(tmp_path), "--folds", "3", "--only", "1"]
     assert crossval_main(argv + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
     summary = json.loads((tmp_path / "crossval_summary.json").read_text())
-    test_subjects = {s for s, k in assign_folds([f"TCGA_DM_{k:04d}" for k in range(1, 7)], 3).items() if k == 1}
+    test_subjects = {s for s, k in assign_folds(subjects_of(load_split(manifest, root, ["train", "val"])), 3).items() if k == 1}
     assert summary["evaluated_folds"] == [1] and summary["n_subjects"] == len(test_subjects)
     assert summary["postprocessed"]["transforms"] == ["KeepLargestConnectedComponent"]
     fold_summary = json.loads((tmp_path / "fold1" / "eval" / "test_summary.json").read_text())
