@@ -91,3 +91,34 @@ def test_every_training_variant_of_a_2_5d_bundle_sees_the_stacked_channels(lgg_d
         parser.update({"dataset_dir": str(lgg_demo_root), "manifest": str(lgg_demo_manifest), "image_size": [32, 32], "patch_size": [16, 16], "neighbour_slices": 1})
         channels.append(build(parser).shape[-3])
     assert channels == [9, 9]
+
+
+def time_to_quality(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "time_to_quality.py"), *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_time_to_quality_reads_the_validation_curve(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    start = time.time()
+    for epoch, score in enumerate([0.5, 0.79, 0.81, 0.80, 0.86], start=1):
+        writer.add_scalar("val_dice_3d_postprocessed", score, epoch, walltime=start + 120 * epoch)
+    writer.close()
+    result = time_to_quality(tmp_path, "--targets", "0.8", "0.85", "0.9")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [point["epoch"] for point in report["curve"]] == [1, 2, 3, 4, 5]
+    assert report["reached"]["0.80"]["epoch"] == 3 and abs(report["reached"]["0.80"]["minutes"] - 6) < 0.05
+    assert report["reached"]["0.85"]["epoch"] == 5 and report["reached"]["0.90"] is None
+
+
+def test_time_to_quality_errors_name_the_folder_or_the_metric(tmp_path):
+    empty = time_to_quality(tmp_path)
+    assert empty.returncode == 2 and "no TensorBoard event file" in empty.stderr.strip().splitlines()[-1]
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(tmp_path)) as writer:
+        writer.add_scalar("train_loss", 1.0, 1)
+    missing = time_to_quality(tmp_path, "--metric", "val_dice_3d")
+    assert missing.returncode == 2 and "no scalar 'val_dice_3d' in its event files; they have train_loss" in missing.stderr.strip().splitlines()[-1]
