@@ -17,11 +17,11 @@ budget ran out), its seconds and its figures. A failed step is recorded and the 
    seconds and images/s of each epoch (CUDA synchronised at the epoch's first and last iteration only),
    peak GPU memory (``torch.cuda.max_memory_allocated``), the engine's metrics, and the settings that took
    effect (``amp``, the loader class, ``loss_every_iteration``).
-4. ``torchrun``: ``lgg_unet_small``'s ``multi_gpu_train`` for one epoch under ``torchrun --nproc_per_node=1``
+4. ``torchrun:lgg_unet_small``: its ``multi_gpu_train`` for one epoch under ``torchrun --nproc_per_node=1``
    (NCCL on CUDA, gloo on the CPU).
-5. ``harness:<name>`` for each bundle of ``--harness`` (default ``lgg_best``): ``benchmarks/train_throughput.py``
-   (naive / project / limit, training and inference). Last, so that the budget skips figures before it skips
-   any bundle's CUDA path.
+5. ``harness:<name>:<phase>`` for each bundle of ``--harness`` (default ``lgg_best``): ``benchmarks/train_throughput.py``
+   (naive / project / limit), training then inference, one run each so that the first phase's figures are
+   kept when the budget stops the second. Last, so that the budget skips figures before any bundle's CUDA path.
 
 ``--dry-run`` runs the same steps on the CPU, small: the demo data, one training step per epoch
 (``train#trainer#epoch_length``), batch 2, LGG at 128x128, the CUDA defaults forced on (``amp``,
@@ -68,6 +68,7 @@ CUDA_DEFAULTS = {"amp": True, "data_loader": "$monai.data.ThreadDataLoader", "lo
 SETTINGS = ("amp", "loss_every_iteration")  # recorded per workflow, with the loader classes
 DRY_RUN = {"batch_size": 2, "train#trainer#epoch_length": 1}
 DRY_RUN_FAMILY = {"lgg": {"image_size": [128, 128]}, "oasis": {}}
+HARNESS_PHASES = {"train": "train_naive,train_project,train_limit", "inference": "infer_naive,infer_project,infer_limit"}
 HARNESS_ARGS = {False: ["--steps", "20", "--warmup", "3", "--repeats", "3"], True: ["--steps", "5", "--warmup", "2", "--repeats", "2"]}  # by --dry-run
 STEP_TIMEOUT_S = 600
 
@@ -201,33 +202,30 @@ def check_torchrun(args: argparse.Namespace, name: str, data: dict, logs: Path, 
     return {"bundle": name, "backend": "nccl" if torch.cuda.is_available() else "gloo", **summary}
 
 
-def harness_command(args: argparse.Namespace, name: str, data: dict) -> list[str]:
-    family = data[BUNDLES[name]]
-    return [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--bundle", f"bundles/{name}", "--dataset_dir", family["dataset_dir"],
-            "--manifest", family["manifest"], "--out", str(args.work / "harness" / f"{name}.json"), *HARNESS_ARGS[args.dry_run]]
-
-
-def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, timeout: float) -> dict:
-    """The throughput harness on ``name``: its report (a dry run on a CPU only parses the command line)."""
-    command = harness_command(args, name, data)
+def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, timeout: float, phase: str) -> dict:
+    """The throughput harness on ``name`` for one phase (``train`` or ``inference``: its three variants), so
+    that a phase's figures are kept when the budget stops the next; a dry run on a CPU only parses the command."""
+    family, out = data[BUNDLES[name]], args.work / "harness" / f"{name}_{phase}.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--bundle", f"bundles/{name}", "--dataset_dir", family["dataset_dir"],
+               "--manifest", family["manifest"], "--out", str(out), "--variants", HARNESS_PHASES[phase], *HARNESS_ARGS[args.dry_run]]
     if args.dry_run and not torch.cuda.is_available():
         sys.path.insert(0, str(REPO / "benchmarks"))
         import train_throughput
         train_throughput.parse_args(command[2:])
         return {"dry_run": "command line checked, not run", "command": command[2:]}
-    run_logged(command, logs / f"harness_{name}.log", timeout)
-    for extra in Path(command[command.index("--out") + 1]).parent.glob(f"{name}.*.log"):
+    run_logged(command, logs / f"harness_{out.stem}.log", timeout)
+    for extra in out.parent.glob(f"{out.stem}.*.log"):
         extra.replace(logs / f"harness_{extra.name}")
-    return json.loads(Path(command[command.index("--out") + 1]).read_text())
+    return json.loads(out.read_text())
 
 
-def plan(bundles: list[str], harness: list[str]) -> list[tuple[str, str]]:
-    """(step, bundle) in running order: each bundle, torchrun after its bundle, then the harness runs, which
-    the budget skips first (the CUDA paths of every bundle come before the figures)."""
+def plan(bundles: list[str], harness: list[str]) -> list[str]:
+    """Step names in running order: ``bundle:<name>`` for each bundle, ``torchrun:<name>`` after its bundle,
+    then ``harness:<name>:<phase>``, which the budget skips first (every bundle's CUDA path before figures)."""
     order = []
     for name in bundles:
-        order += [(f"bundle:{name}", name)] + [("torchrun", name)] * (name == TORCHRUN_BUNDLE)
-    return order + [(f"harness:{name}", name) for name in harness]
+        order += [f"bundle:{name}"] + [f"torchrun:{name}"] * (name == TORCHRUN_BUNDLE)
+    return order + [f"harness:{name}:{phase}" for name in harness for phase in HARNESS_PHASES]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,13 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     made: dict = {}
     checklist.run("data", lambda: made.update(zip(("families", "oasis_maker"), make_data(args, logs))) or {"families": made["families"]})
     data, oasis_maker = made.get("families", {}), made.get("oasis_maker")
-    order = plan(args.bundles, args.harness)
-    steps = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
-    for step, name in order:
+    checks = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
+    for step in plan(args.bundles, args.harness):
+        kind, name, *phase = step.split(":")
         if BUNDLES[name] == "oasis" and oasis_maker is not None:
             checklist.run("data_oasis", lambda: {"exit": oasis_maker.wait(timeout=max(checklist.remaining(), 1))})
             oasis_maker = None
-        checklist.run(step, lambda step=step, name=name: steps[step.split(":")[0]](args, name, data, logs, checklist.remaining()))
+        checklist.run(step, lambda kind=kind, name=name, phase=phase: checks[kind](args, name, data, logs, checklist.remaining(), *phase))
     if oasis_maker is not None and oasis_maker.poll() is None:  # OASIS was not checked
         oasis_maker.kill()
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as archive:

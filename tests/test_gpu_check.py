@@ -24,7 +24,8 @@ def test_dry_run_takes_every_step_with_the_cuda_defaults(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["mode"] == "dry-run" and report["epochs"] == 2
-    assert list(report["steps"]) == ["environment", "data", "bundle:lgg_unet_small", "torchrun", "bundle:oasis_unet", "harness:lgg_best"]
+    assert list(report["steps"]) == ["environment", "data", "bundle:lgg_unet_small", "torchrun:lgg_unet_small", "bundle:oasis_unet",
+                                     "harness:lgg_best:train", "harness:lgg_best:inference"]
     assert all(step["status"] == "ok" for step in report["steps"].values()), report["steps"]
     assert set(report["steps"]["environment"]["packages"]) == set(gpu_check.PACKAGES)
     for name in CHECKED:
@@ -35,8 +36,10 @@ def test_dry_run_takes_every_step_with_the_cuda_defaults(tmp_path):
         for mode in gpu_check.ENGINES:
             assert bundle[mode]["settings"] == {"amp": True, "loss_every_iteration": False, "loader": "ThreadDataLoader", "device": "cpu"}
         assert re.fullmatch(r"(test|val)_\w+", next(iter(bundle["evaluate"]["metrics"])))
-    assert report["steps"]["torchrun"]["backend"] == "gloo" and report["steps"]["torchrun"]["epochs"] == 1
-    assert "--bundle" in report["steps"]["harness:lgg_best"]["command"]
+    assert report["steps"]["torchrun:lgg_unet_small"]["backend"] == "gloo" and report["steps"]["torchrun:lgg_unet_small"]["epochs"] == 1
+    for phase, variants in gpu_check.HARNESS_PHASES.items():
+        command = report["steps"][f"harness:lgg_best:{phase}"]["command"]
+        assert command[command.index("--variants") + 1] == variants
     assert {"gpu_check.json", "gpu_check.md", "logs.tar.gz"} == {p.name for p in out.iterdir()}  # what comes back from the machine
     table = (out / "gpu_check.md").read_text()
     assert table in done.stdout and "| bundle:oasis_unet | ok" in table
@@ -63,9 +66,9 @@ def test_steps_past_the_budget_are_skipped(tmp_path):
 
 def test_plan_runs_every_bundle_before_the_harness():
     assert gpu_check.plan(list(gpu_check.BUNDLES), ["lgg_best", "lgg_unet_small"]) == [
-        ("bundle:lgg_best", "lgg_best"), ("bundle:lgg_unet_small", "lgg_unet_small"), ("torchrun", "lgg_unet_small"),
-        ("bundle:lgg_unet_dicece_rgb", "lgg_unet_dicece_rgb"), ("bundle:lgg_unet_augment", "lgg_unet_augment"), ("bundle:lgg_unet_bce", "lgg_unet_bce"),
-        ("bundle:oasis_unet", "oasis_unet"), ("harness:lgg_best", "lgg_best"), ("harness:lgg_unet_small", "lgg_unet_small")]
+        "bundle:lgg_best", "bundle:lgg_unet_small", "torchrun:lgg_unet_small", "bundle:lgg_unet_dicece_rgb", "bundle:lgg_unet_augment",
+        "bundle:lgg_unet_bce", "bundle:oasis_unet", "harness:lgg_best:train", "harness:lgg_best:inference", "harness:lgg_unet_small:train",
+        "harness:lgg_unet_small:inference"]
 
 
 def test_bad_arguments_are_one_line_errors():
