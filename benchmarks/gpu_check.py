@@ -165,9 +165,9 @@ def make_data(args: argparse.Namespace, logs: Path) -> tuple[dict, subprocess.Po
     """Data per family (``dataset_dir``, ``manifest``); full-size LGG now and OASIS in a background process
     (returned), or the demo data in a dry run."""
     if args.dry_run:
-        from pipelines.demo import make_lgg_demo, make_oasis_demo
-        from pipelines.manifest import build_kaggle_3m, write_manifest
-        from pipelines.oasis import build_oasis
+        from pipelines.data.demo import make_lgg_demo, make_oasis_demo
+        from pipelines.data.manifest import build_kaggle_3m, write_manifest
+        from pipelines.data.oasis import build_oasis
         lgg, oasis = make_lgg_demo(args.work / "lgg"), make_oasis_demo(args.work / "oasis")
         return {"lgg": {"dataset_dir": str(lgg), "manifest": str(write_manifest(build_kaggle_3m(lgg), args.work / "lgg.csv"))},
                 "oasis": {"dataset_dir": str(oasis), "manifest": str(write_manifest(build_oasis(oasis), args.work / "oasis.csv"))}}, None

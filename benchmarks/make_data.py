@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.demo import _subject_slices, make_oasis_demo
-from pipelines.manifest import build_kaggle_3m, write_manifest
-from pipelines.oasis import build_oasis
+from pipelines.data.demo import _subject_slices, make_oasis_demo
+from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.oasis import build_oasis
 
 REPO = Path(__file__).resolve().parents[1]
 LGG_MANIFEST = REPO / "data_manifests" / "lgg_kaggle_3m.csv"

@@ -1,8 +1,8 @@
 """Reports of evaluated bundle runs: figures and a markdown page for one run, a comparison table across runs.
 
 :func:`write_report` reads an evaluation folder (``<split>_per_slice.csv``, ``<split>_per_subject.csv``,
-``<split>_summary.json`` of :class:`pipelines.evaluation.SegmentationMetricsWriter`, and the predicted masks
-``masks/<subject>/<image stem>_pred.png`` of :class:`pipelines.inference.PredictionWriter`) and, optionally,
+``<split>_summary.json`` of :class:`pipelines.engine.evaluation.SegmentationMetricsWriter`, and the predicted masks
+``masks/<subject>/<image stem>_pred.png`` of :class:`pipelines.engine.inference.PredictionWriter`) and, optionally,
 the TensorBoard event files of training. It writes into its output folder, each figure at a fixed pixel size
 (``FIGURE_INCHES`` at ``DPI`` dots per inch):
 
@@ -95,7 +95,7 @@ def _read_summary(path: Path) -> dict:
 
 
 def _train_summary(*folders: Path) -> dict:
-    """The first ``training_run.json`` (of :class:`pipelines.training.TrainSummaryWriter`) in ``folders``, or {}."""
+    """The first ``training_run.json`` (of :class:`pipelines.engine.training.TrainSummaryWriter`) in ``folders``, or {}."""
     for folder in folders:
         if (folder / "training_run.json").is_file():
             return _read_json(folder / "training_run.json")

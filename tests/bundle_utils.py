@@ -23,6 +23,7 @@ from pathlib import Path
 from unittest import mock
 
 from pipelines.bundles import bundle_command
+from pipelines.cli.errors import error_line, input_error_in
 
 REPO = Path(__file__).resolve().parents[1]
 # narrow networks keep CPU tests quick; the recipes are otherwise unchanged
@@ -61,8 +62,9 @@ def run_bundle(bundle: str, mode: str, processes: int = 1, fresh_interpreter: bo
 
 def preloaded_main(arguments: list[str], out: Path, err: Path) -> None:
     """In the forked child: ``python -m monai.bundle <arguments>`` from the repo root, stdout and stderr to the
-    files ``out`` and ``err``. ``multiprocessing`` ends the child as the interpreter would: ``SystemExit``'s
-    code or message, 1 and the traceback for another exception."""
+    files ``out`` and ``err``, ended as the interpreter would: ``SystemExit``'s code or message (through
+    ``multiprocessing``), 1 and ``sys.excepthook``'s report for another exception (the project's one ``error:``
+    line for an :class:`~pipelines.errors.InputError`, :mod:`pipelines.cli.errors`)."""
     for fd, path in ((1, out), (2, err)):
         with open(path, "w") as file:
             os.dup2(file.fileno(), fd)
@@ -70,6 +72,9 @@ def preloaded_main(arguments: list[str], out: Path, err: Path) -> None:
     sys.path.insert(0, str(REPO))  # as ``python -m`` puts the working directory first
     try:
         monai_bundle_main(arguments)
+    except Exception:  # as the interpreter's top level does: sys.excepthook reports it, exit code 1
+        sys.excepthook(*sys.exc_info())
+        raise SystemExit(1) from None
     finally:
         atexit._run_exitfuncs()
 
@@ -82,16 +87,19 @@ def monai_bundle_main(arguments: list[str]) -> None:
 
 def bundle_error_in_process(bundle: str, mode: str, **overrides) -> str:
     """Run workflow ``mode`` of ``bundles/<bundle>`` through ``monai.bundle``'s own ``__main__`` inside this
-    process (the command line of :func:`run_bundle`) and return the message it exits with; fails unless it
-    ends in ``SystemExit``, which Python prints as that one line. Only for runs that stop during their checks
-    (no training)."""
+    process (the command line of :func:`run_bundle`) and return the ``error:`` line it ends with; fails unless
+    it raises an :class:`~pipelines.errors.InputError` (MONAI wraps it in a ``RuntimeError``), which the
+    process's top level prints as that one line. Only for runs that stop during their checks (no training)."""
     command = bundle_command(REPO / "bundles" / bundle, mode, {"bundle_root": REPO / "bundles" / bundle, **overrides})
     cwd = Path.cwd()
     try:
         os.chdir(REPO)
         monai_bundle_main(command[3:])
-    except SystemExit as stop:
-        return str(stop.code)
+    except Exception as err:
+        found = input_error_in(err)
+        if found is None:
+            raise
+        return error_line(found)
     finally:
         os.chdir(cwd)
     raise AssertionError(f"{bundle} {mode} finished without an error")

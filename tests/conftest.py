@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import make_lgg_demo, make_oasis_demo
-from pipelines.manifest import build_kaggle_3m, write_manifest
-from pipelines.oasis import build_oasis
+from pipelines.data.demo import make_lgg_demo, make_oasis_demo
+from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.oasis import build_oasis
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ beside the code they test: tests/test_manifest.py, tests/test_export.py, tests/t
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,11 @@ from bundle_utils import REPO, assert_error_line, assert_one_line_error, bundle_
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from pipelines.__main__ import main
 from pipelines.bundles import config_files
-from pipelines.demo import make_lgg_demo
-from pipelines.manifest import build_kaggle_3m, write_manifest
+from pipelines.cli import main
+from pipelines.cli.errors import excepthook
+from pipelines.data.demo import make_lgg_demo
+from pipelines.data.manifest import build_kaggle_3m, write_manifest
 
 BUNDLE = "lgg_unet_bce"
 
@@ -376,6 +378,17 @@ def test_the_bundle_command_prints_only_the_error_line(data, case):
     command, arguments, fragments = CASES[case](data)
     bundle = arguments.pop("bundle")
     assert_one_line_error(run_bundle(bundle, command, fresh_interpreter=True, **bundle_settings(data, bundle, arguments)), *fragments)
+
+
+def test_the_python_api_sees_the_exception_and_the_top_level_prints_one_line(tmp_path, capsys):
+    """MONAI wraps what a config expression raises in a ``RuntimeError``; a caller of the Python API gets it, and
+    the hook that the bundle configs' ``$import pipelines.cli.errors`` installs prints only the InputError's line."""
+    parser = ConfigParser({"imports": ["$import pipelines", "$import pipelines.cli.errors"], "items": f"$pipelines.data.oasis.load_folder({str(tmp_path / 'none')!r})"})
+    with pytest.raises(RuntimeError) as caught:
+        parser.get_parsed_content("items")
+    assert sys.excepthook is excepthook
+    excepthook(caught.type, caught.value, caught.tb)
+    assert capsys.readouterr().err == f"error: input_dir {tmp_path / 'none'}: no such folder\n"
 
 
 ACCEPTED = {

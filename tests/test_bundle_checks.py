@@ -10,7 +10,7 @@ import pytest
 from bundle_utils import REPO
 from monai.bundle import verify_metadata, verify_net_in_out
 
-SCHEMA = REPO / "pipelines" / "resources" / "meta_schema_20240725.json"
+SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"  # of ../shared/reference/meta_schema_20240725.json
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 LAYOUT = ["LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json",

@@ -6,11 +6,11 @@ from bundle_utils import REPO
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
-import pipelines.training
+import pipelines.engine.training
 from pipelines.bundles import config_files
+from pipelines.data.preflight import model_weights
+from pipelines.engine.training import AtomicCheckpointSaver, RunState, keeps_best_epoch
 from pipelines.errors import InputError
-from pipelines.preflight import model_weights
-from pipelines.training import AtomicCheckpointSaver, RunState, keeps_best_epoch
 
 
 def train(save_dir, epochs, network=None, fail_saving_at=None, monkeypatch=None):
@@ -25,7 +25,7 @@ def train(save_dir, epochs, network=None, fail_saving_at=None, monkeypatch=None)
             open(path, "wb").write(b"half a checkpoint")
             raise OSError(28, "No space left on device")
 
-        engine.add_event_handler(Events.EPOCH_STARTED(once=fail_saving_at), lambda: monkeypatch.setattr(pipelines.training.torch, "save", failing_save))
+        engine.add_event_handler(Events.EPOCH_STARTED(once=fail_saving_at), lambda: monkeypatch.setattr(pipelines.engine.training.torch, "save", failing_save))
     engine.run([0, 1], max_epochs=epochs)
     return network
 
@@ -67,7 +67,7 @@ def test_the_best_model_file_is_replaced_atomically(tmp_path, monkeypatch):
     saver = AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict={"model": network}, save_key_metric=True, key_metric_name="dice", key_metric_filename="model.pt")
     saver.attach(engine)
     engine.add_event_handler(Events.EPOCH_STARTED(once=1), lambda: network.load_state_dict(first.state_dict()))
-    engine.add_event_handler(Events.EPOCH_STARTED(once=2), lambda: (network.load_state_dict(second.state_dict()), monkeypatch.setattr(pipelines.training.torch, "save", lambda obj, path: 1 / 0)))
+    engine.add_event_handler(Events.EPOCH_STARTED(once=2), lambda: (network.load_state_dict(second.state_dict()), monkeypatch.setattr(pipelines.engine.training.torch, "save", lambda obj, path: 1 / 0)))
     with pytest.raises(ZeroDivisionError):
         engine.run([0], max_epochs=2)
     assert files(tmp_path) == ["model.pt"]
@@ -149,5 +149,5 @@ def test_model_epoch_decides_which_validation_model_pt_holds(tmp_path, bundle, k
 
 def test_an_unknown_model_epoch_is_one_line():
     assert keeps_best_epoch("best") and not keeps_best_epoch("last")
-    with pytest.raises(SystemExit, match=r"^error: --model_epoch 'final': expected one of best, last$"):
+    with pytest.raises(InputError, match=r"^--model_epoch 'final': expected one of best, last$"):
         keeps_best_epoch("final")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.demo import make_lgg_demo
+from pipelines.cli import main
+from pipelines.data.demo import make_lgg_demo
 from pipelines.errors import InputError
-from pipelines.manifest_cli import main
 
 
 def _slice(root, subject, k):
@@ -68,6 +68,6 @@ def test_rejects_unusable_arguments(tmp_path, arguments):
 
 
 def test_cli_demo_data_prints_root(tmp_path, capsys):
-    assert main(["demo-data", "--out", str(tmp_path), "--subjects", "1", "--slices", "3"]) == 0
+    assert main(["manifest", "demo-data", "--out", str(tmp_path), "--subjects", "1", "--slices", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "kaggle_3m")
     assert len(list((tmp_path / "kaggle_3m" / "TCGA_DM_0001_20000101").glob("*.tif"))) == 6

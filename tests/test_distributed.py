@@ -8,7 +8,7 @@ import torch
 from bundle_utils import fast, run_bundle
 from torch.utils.data import WeightedRandomSampler
 
-from pipelines.distributed import evaluation_sampler, gather, is_rank_zero, training_sampler
+from pipelines.engine.distributed import evaluation_sampler, gather, is_rank_zero, training_sampler
 
 # demo manifests; LGG at the demo's 128x128, OASIS at its own 256x256, both with narrow networks (tests.bundle_utils.fast)
 DEMO = {

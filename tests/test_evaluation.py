@@ -8,7 +8,7 @@ import torch
 from ignite.engine import Engine
 from masks import SQUARE
 
-from pipelines.evaluation import SegmentationMetricsWriter, scores_from_counts
+from pipelines.engine.evaluation import SegmentationMetricsWriter, scores_from_counts
 
 mask = functools.partial(masks.mask, size=4)  # (1, 4, 4) masks
 # subject A: a perfect tumour slice, then an empty slice predicted empty (Dice 1 by the seed convention);

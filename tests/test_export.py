@@ -22,10 +22,11 @@ from bundle_utils import REPO, assert_one_line_error, fast, run_bundle
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from PIL import Image
 
+from pipelines.cli import main
 from pipelines.errors import InputError
-from pipelines.export import _export, main
+from pipelines.export.bundle import _export
 
-SCHEMA = REPO / "pipelines" / "resources" / "meta_schema_20240725.json"
+SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"
 PROJECT_PACKAGES = ("pipelines", "transforms", "networks")
 # a meta-path finder first in line: importing project code raises, wherever it is installed
@@ -60,7 +61,7 @@ def trained_and_exported(tmp_path_factory, bundle: str, dataset_dir, manifest, t
         result = run_bundle(bundle, mode, epochs=1, output_dir=output_dir, **common)
         assert result.returncode == 0, result.stderr[-3000:]
     archive = run / f"{bundle}.zip"
-    exported = main([str(REPO / "bundles" / bundle), "--out", str(archive), "--ckpt_path", str(run / "models" / "model.pt"),
+    exported = main(["export", str(REPO / "bundles" / bundle), "--out", str(archive), "--ckpt_path", str(run / "models" / "model.pt"),
                      "--eval_dir", str(run / "eval"), *as_flags(overrides)])
     assert exported == 0
     with zipfile.ZipFile(archive) as zipped:
@@ -190,7 +191,7 @@ def test_tampered_program_stops_inference_before_loading(lgg, tmp_path):
 
 
 def test_imported_bundle_evaluates_with_the_project_command(lgg, tmp_path, capsys):
-    assert main(["--import", str(lgg.archive), "--into", str(tmp_path / "bundles")]) == 0
+    assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path / "bundles")]) == 0
     bundle = tmp_path / "bundles" / "lgg_unet_small"
     assert "--bundle_root" in capsys.readouterr().out
     files = ",".join(repr(str(bundle / "configs" / name)) for name in ("train.json", "lgg_common.json", "evaluate.json"))
@@ -228,7 +229,7 @@ def test_import_refuses_a_damaged_archive(lgg, tmp_path, capsys, damage):
             data[len(data) // 3] ^= 1
         archive.write_bytes(bytes(data))
         fragment = str(archive)
-    assert main(["--import", str(archive), "--into", str(tmp_path / "bundles")]) == 2
+    assert main(["export", "--import", str(archive), "--into", str(tmp_path / "bundles")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
     assert not (tmp_path / "bundles" / "lgg_unet_small").exists()
@@ -236,7 +237,7 @@ def test_import_refuses_a_damaged_archive(lgg, tmp_path, capsys, damage):
 
 def test_import_refuses_to_overwrite(lgg, tmp_path, capsys):
     (tmp_path / "lgg_unet_small").mkdir()
-    assert main(["--import", str(lgg.archive), "--into", str(tmp_path)]) == 2
+    assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -250,7 +251,7 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(lgg, tmp_path, capsys, ca
         shutil.copyfile(lgg.run / "models" / "model.pt", ckpt)
         overrides = ["--network_def#features", "8"]
     out = tmp_path / "out.zip"
-    assert main([str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(ckpt), *overrides]) == 2
+    assert main(["export", str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(ckpt), *overrides]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     expected = {"missing": "no such file", "truncated": "damaged or not a PyTorch checkpoint", "wrong architecture": "does not fit this bundle's network"}
     assert err[-1].startswith(f"error: checkpoint {ckpt}") and expected[case] in err[-1] and len(err) == 1
@@ -261,7 +262,7 @@ def test_export_refuses_normalisation_that_refers_to_other_ids(lgg, tmp_path, ca
     """The export copies ``intensity_normalisation`` as written; a reference to another id could not resolve there."""
     referring = "[{'_target_': 'NormalizeIntensityd', 'keys': 'image', 'subtrahend': '@learning_rate'}]"
     out = tmp_path / "out.zip"
-    assert main([str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(lgg.run / "models" / "model.pt"),
+    assert main(["export", str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(lgg.run / "models" / "model.pt"),
                  "--eval_dir", str(lgg.run / "eval"), *as_flags(lgg.overrides), "--intensity_normalisation", referring]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: intensity_normalisation refers to other config ids") and "@learning_rate" in err[0]

@@ -8,7 +8,7 @@ from monai.bundle import ConfigParser
 from monai.data import DataLoader, ThreadDataLoader, get_track_meta
 
 from pipelines.bundles import config_files
-from pipelines.training import NoMetadataInTraining
+from pipelines.engine.training import NoMetadataInTraining
 
 
 def test_metadata_is_off_for_training_steps_and_on_for_validation_and_after():

@@ -11,16 +11,15 @@ from ignite.engine import Engine
 from monai.bundle import ConfigParser
 
 from pipelines.bundles import config_files
-from pipelines import datalist
-from pipelines.crossval import main as crossval_main
-from pipelines.crossval import summarise_folds
-from pipelines.datalist import check_manifest, load_split, split_rows
-from pipelines.demo import make_lgg_demo
+from pipelines.cli import main
+from pipelines.cli.crossval import summarise_folds
+from pipelines.data import datalist
+from pipelines.data.datalist import check_manifest, load_split, split_rows
+from pipelines.data.demo import make_lgg_demo
+from pipelines.data.manifest import assign_folds, build_kaggle_3m, fold_splits, validate_manifest, write_manifest
+from pipelines.engine.evaluation import SegmentationMetricsWriter
+from pipelines.engine.training import validation_split
 from pipelines.errors import InputError
-from pipelines.evaluation import SegmentationMetricsWriter
-from pipelines.manifest import assign_folds, build_kaggle_3m, fold_splits, validate_manifest, write_manifest
-from pipelines.manifest_cli import main as manifest_main
-from pipelines.training import validation_split
 
 SUBJECTS = [f"TCGA_XX_{k:04d}" for k in range(19)]
 
@@ -64,7 +63,7 @@ def test_validation_split_guards_the_held_out_fold():
     for args, message in [((None, "test", "last"), "--fold_validation test: only for cross-validation (pass --fold k)"),
                           ((2, "test", "best"), "--fold_validation test with --model_epoch best: the held-out test fold would pick model.pt"),
                           ((2, "none", "last"), "--fold_validation 'none': expected one of next, test")]:
-        with pytest.raises(SystemExit, match="^error: " + re.escape(message)):
+        with pytest.raises(InputError, match="^" + re.escape(message)):
             validation_split(*args)
 
 
@@ -138,7 +137,7 @@ def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo)
 @pytest.mark.parametrize("validation, val_count", [("next", "val 3 slices / 1 subjects"), ("test", "val the test fold")])
 def test_check_manifest_logs_the_fold_roles(demo, caplog, validation, val_count):
     manifest, root = demo
-    with caplog.at_level("INFO", logger="pipelines.datalist"):
+    with caplog.at_level("INFO", logger="pipelines.data.datalist"):
         check_manifest(manifest, root, ("train",), fold=1, folds=3, validation=validation)
     assert re.search(rf"over the train and val rows \(seed 0, validation: {validation} fold\): train \d+ slices / \d subjects, {val_count}, test \d+ slices / \d subjects$", caplog.messages[-1])
 
@@ -152,7 +151,7 @@ def test_seed_bundle_refuses_validation_on_the_test_fold(demo, tmp_path):
 
 def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
     manifest, root = demo
-    with pytest.raises(SystemExit, match=f"^error: manifest {manifest}: folds 6: need at least 3 folds .* \\(5 subjects\\)$"):
+    with pytest.raises(InputError, match=f"^manifest {manifest}: folds 6: need at least 3 folds .* \\(5 subjects\\)$"):
         load_split(manifest, root, "train", fold=0, folds=6)  # 6 subjects, 5 of them outside the test split
 
 
@@ -165,7 +164,7 @@ def test_bundle_with_fold_outside_the_folds_stops_with_one_line(demo, tmp_path):
 
 def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
     manifest, _ = demo
-    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--out", str(tmp_path / "folds.csv")]) == 0
+    assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--out", str(tmp_path / "folds.csv")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["fold", "split", "subjects", "slices", "tumour_slices"]
     assert [line.split()[:4] for line in table[1:4]] == [["0", "train", "2", "6"], ["1", "test", "2", "6"], ["2", "val", "1", "3"]]
@@ -174,9 +173,9 @@ def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
         written = list(csv.DictReader(f))
     assert {row["subject"]: int(row["fold"]) for row in written} == assign_folds([row["subject"] for row in written], 3)
     assert len(written) == 5
-    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--fold_validation", "test"]) == 0
+    assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--fold_validation", "test"]) == 0
     assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:4]] == [["0", "train"], ["1", "test"], ["2", "train"]]
-    assert manifest_main(["folds", "--manifest", str(manifest), "--folds", "6"]) == 2
+    assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "6"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 6: need at least 3 folds (test, validation, training) and at most one per subject (5 subjects)"
 
 
@@ -214,11 +213,11 @@ def test_crossval_reports_post_processing_when_the_folds_have_it(tmp_path):
 
 
 def test_crossval_errors(tmp_path, capsys):
-    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--summarise-only"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--summarise-only"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: no fold<k>/eval/test_summary.json for k in 0..4; run the folds first"
-    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--only", "5"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--only", "5"]) == 2
     assert capsys.readouterr().err.strip() == "error: --only 5: folds are 0..4 with --folds 5"
-    assert crossval_main(["bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 2
     assert "--fold: set by crossval for each fold" in capsys.readouterr().err
 
 
@@ -226,7 +225,7 @@ def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):
     manifest, root = demo
     overrides = {"dataset_dir": root, "manifest": manifest, "epochs": 1, "image_size": "[32,32]", "patch_size": "[16,16]", **fast("lgg_best"), "batch_size": 4}
     argv = [str(REPO / "bundles" / "lgg_best"), "--out", str(tmp_path), "--folds", "3", "--only", "1"]
-    assert crossval_main(argv + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
+    assert main(["crossval", *argv] + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
     summary = json.loads((tmp_path / "crossval_summary.json").read_text())
     test_subjects = {s for s, k in assign_folds(subjects_of(load_split(manifest, root, ["train", "val"])), 3).items() if k == 1}
     assert summary["evaluated_folds"] == [1] and summary["n_subjects"] == len(test_subjects)

@@ -8,7 +8,7 @@ from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent, LoadImage
 from PIL import Image
 
-from pipelines.inference import PredictionWriter
+from pipelines.engine.inference import PredictionWriter
 
 
 def slice_item(subject, number, folder):

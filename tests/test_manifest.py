@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.demo import make_lgg_demo
-from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import (
+from pipelines.data.demo import make_lgg_demo
+from pipelines.errors import InputError
+from pipelines.data.manifest import (
     SPLITS, assign_splits, build_kaggle_3m, build_kaggle_3m_from_listing, restrict_to_available,
     split_summary, validate_manifest, write_manifest,
 )
-from pipelines.manifest_cli import main
+from pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 LISTING = REPO.parent / "shared/data/lgg/kaggle_3m_listing.csv"
@@ -379,12 +379,12 @@ def test_cli_build_validate_restrict_summary(small, tmp_path, capsys):
     csv_path, root = small
     listing = _write_listing(root, tmp_path / "listing.csv")
     built = tmp_path / "built.csv"
-    assert main(["build", "--listing", str(listing), "--out", str(built)]) == 0
+    assert main(["manifest", "build", "--listing", str(listing), "--out", str(built)]) == 0
     assert built.read_bytes() == csv_path.read_bytes()
-    assert main(["validate", "--manifest", str(built), "--dataset_dir", str(root), "--require", "train", "val"]) == 0
+    assert main(["manifest", "validate", "--manifest", str(built), "--dataset_dir", str(root), "--require", "train", "val"]) == 0
     shutil.rmtree(root / "TCGA_DM_0003_20000101")
-    assert main(["restrict", "--manifest", str(built), "--dataset_dir", str(root), "--out", str(tmp_path / "kept.csv")]) == 0
-    assert main(["summary", "--manifest", str(tmp_path / "kept.csv")]) == 0
+    assert main(["manifest", "restrict", "--manifest", str(built), "--dataset_dir", str(root), "--out", str(tmp_path / "kept.csv")]) == 0
+    assert main(["manifest", "summary", "--manifest", str(tmp_path / "kept.csv")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"wrote {built}: 18 rows; "
                       "train 4 subjects / 12 slices, val 1 subjects / 3 slices, test 1 subjects / 3 slices")
@@ -397,23 +397,13 @@ def test_cli_build_validate_restrict_summary(small, tmp_path, capsys):
 def test_cli_input_error_is_one_line_and_exit_code_2(small, capsys):
     csv_path, root = small
     _set(3, "slice", "two")(csv_path, root)
-    assert main(["validate", "--manifest", str(csv_path), "--dataset_dir", str(root)]) == 2
+    assert main(["manifest", "validate", "--manifest", str(csv_path), "--dataset_dir", str(root)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"error: {csv_path} row 3 column 'slice': expected a whole number, got 'two'\n"
 
 
 def test_cli_help_runs_as_module():
-    result = subprocess.run([sys.executable, "-m", "pipelines.manifest_cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([sys.executable, "-m", "pipelines", "manifest", "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and "validate" in result.stdout and "demo-data" in result.stdout
 
-
-def test_exit_on_input_error_turns_input_error_into_one_line_exit():
-    @exit_on_input_error
-    def load():
-        raise InputError("m.csv row 3 column 'slice': bad")
-
-    with pytest.raises(SystemExit) as caught:
-        load()
-    assert caught.value.code == "error: m.csv row 3 column 'slice': bad"
-    assert caught.value.__suppress_context__

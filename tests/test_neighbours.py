@@ -9,10 +9,11 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
-from pipelines.datalist import KAGGLE_3M_SEQUENCES, channel_names, load_folder, load_split, stacked_channels
-from pipelines.demo import make_lgg_demo
-from pipelines.export import RESOURCES
-from pipelines.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.datalist import KAGGLE_3M_SEQUENCES, channel_names, load_folder, load_split, stacked_channels
+from pipelines.data.demo import make_lgg_demo
+from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.errors import InputError
+from pipelines.export.bundle import RESOURCES
 
 from transforms import SelectChannelsd
 
@@ -80,7 +81,7 @@ def test_manifest_datalist_stacks_within_the_split(tmp_path):
 
 def test_negative_neighbours_is_a_one_line_error(tmp_path):
     write_slices(tmp_path, "A", [1])
-    with pytest.raises(SystemExit, match=r"^error: neighbour_slices -1: expected a whole number of slices on each side, 0 or more$"):
+    with pytest.raises(InputError, match=r"^neighbour_slices -1: expected a whole number of slices on each side, 0 or more$"):
         load_folder(tmp_path, neighbours=-1)
 
 

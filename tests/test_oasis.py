@@ -13,13 +13,13 @@ from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from pipelines.demo import make_oasis_demo
+from pipelines.cli import main
+from pipelines.data.demo import make_oasis_demo
+from pipelines.data.manifest import split_summary, validate_manifest, write_manifest
+from pipelines.data.oasis import CLASS_NAMES, LABEL_VALUES, build_oasis, check_mask_values, load_folder
+from pipelines.engine.evaluation import SegmentationMetricsWriter
+from pipelines.engine.inference import PredictionWriter
 from pipelines.errors import InputError
-from pipelines.evaluation import SegmentationMetricsWriter
-from pipelines.inference import PredictionWriter
-from pipelines.manifest import split_summary, validate_manifest, write_manifest
-from pipelines.manifest_cli import main
-from pipelines.oasis import CLASS_NAMES, LABEL_VALUES, build_oasis, check_mask_values, load_folder
 
 TRAIN_JSON = REPO / "bundles" / "oasis_unet" / "configs" / "train.json"
 
@@ -108,7 +108,7 @@ def test_diagnosis_is_zero_for_a_mask_without_tissue(small):
 
 def test_cli_build_layout_oasis(small, tmp_path, capsys):
     out = tmp_path / "oasis.csv"
-    assert main(["build", "--layout", "oasis", "--dataset_dir", str(small), "--out", str(out)]) == 0
+    assert main(["manifest", "build", "--layout", "oasis", "--dataset_dir", str(small), "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}: 6 rows; train 1 subjects / 2 slices, val 1 subjects")
     assert out.read_bytes() == write_manifest(build_oasis(small), tmp_path / "direct.csv").read_bytes()
 
@@ -159,16 +159,16 @@ def test_check_mask_values_names_first_bad_file_and_its_values(small, tmp_path):
     bad = small / "keras_png_slices_seg_validate/seg_002_slice_1.nii.png"
     Image.fromarray(np.array([[0, 84, 85, 300]], np.uint16)).save(bad)  # 16-bit PNG: the message lists the unexpected values
     check_mask_values(manifest, small, ["train"])  # only the splits asked for are read
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(InputError) as caught:
         check_mask_values(manifest, small, ["train", "val"])
-    assert caught.value.code == f"error: {bad}: unexpected mask values 84, 300 {ALLOWED}"
+    assert str(caught.value) == f"{bad}: unexpected mask values 84, 300 {ALLOWED}"
 
 
 def test_load_folder_lists_cases_and_slices_without_masks(oasis_demo_root):
     items = load_folder(oasis_demo_root)
     assert len(items) == 40 and [(i["subject"], i["slice"]) for i in items[:9]] == [("001", k) for k in range(8)] + [("002", 0)]
     assert all("/keras_png_slices_seg_" not in item["image"] for item in items)
-    with pytest.raises(SystemExit, match="no case_NNN_slice_K.nii.png slices found"):
+    with pytest.raises(InputError, match="no case_NNN_slice_K.nii.png slices found"):
         load_folder(oasis_demo_root / "keras_png_slices_seg_test")
 
 

@@ -12,7 +12,7 @@ from bundle_utils import assert_error_line, bundle_error_in_process, fast, run_b
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pipelines.oasis import CLASS_NAMES, LABEL_VALUES
+from pipelines.data.oasis import CLASS_NAMES, LABEL_VALUES
 
 BUNDLE = "oasis_unet"
 PER_CLASS = [f"val_dice_{name}" for name in CLASS_NAMES]

@@ -10,7 +10,8 @@ from ignite.engine import Engine, Events
 from masks import SQUARE
 from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
-from pipelines.evaluation import SegmentationMetricsWriter
+from pipelines.engine.evaluation import SegmentationMetricsWriter
+from pipelines.errors import InputError
 
 mask = functools.partial(masks.mask, size=6)  # (1, 6, 6) masks
 # Subject P: the tumour is a 2x2 square in slices 1 and 2 (8 voxels), predicted exactly, plus a stray voxel at
@@ -105,5 +106,5 @@ def test_the_engines_own_key_metric_is_left_and_an_unknown_one_is_a_one_line_err
     writer.attach(engine)
     assert engine.state.key_metric_name == "val_mean_dice"
     writer, engine, _ = validator_like("val_dice_2d")
-    with pytest.raises(SystemExit, match=r"^error: key metric 'val_dice_2d': not one of val_mean_dice, val_dice_3d, val_dice_3d_postprocessed$"):
+    with pytest.raises(InputError, match=r"^key metric 'val_dice_2d': not one of val_mean_dice, val_dice_3d, val_dice_3d_postprocessed$"):
         writer.attach(engine)

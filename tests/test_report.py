@@ -13,9 +13,9 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from pipelines import report
-from pipelines.evaluation import SegmentationMetricsWriter
-from pipelines.inference import PredictionWriter
-from pipelines.report_cli import main
+from pipelines.cli import main
+from pipelines.engine.evaluation import SegmentationMetricsWriter
+from pipelines.engine.inference import PredictionWriter
 
 FIGURES = ("curves.png", "overlays.png", "per_subject.png")
 OASIS_VALUES = (0, 85, 170, 255)
@@ -163,7 +163,7 @@ def test_compare_has_one_row_per_run_with_the_summary_numbers(lgg_run, oasis_run
 
 
 def test_cli_compare_writes_the_table(lgg_run, tmp_path, capsys):
-    assert main(["compare", str(lgg_run), "--out", str(tmp_path / "table.csv")]) == 0
+    assert main(["report", "compare", str(lgg_run), "--out", str(tmp_path / "table.csv")]) == 0
     assert (tmp_path / "table.csv").is_file() and (tmp_path / "table.md").is_file()
     assert "1 runs" in capsys.readouterr().out
 
@@ -178,7 +178,7 @@ def test_cli_input_errors_are_one_line_naming_the_path(case, lgg_run, tmp_path, 
         eval_dir = shutil.copytree(lgg_run / "eval", tmp_path / "eval", ignore=shutil.ignore_patterns("masks", "volumes"))
         (eval_dir / "test_per_subject.csv").write_text("subject,dice_tumour\nA,1\nB,1,2,3\n")
         argv, named = ["run", "--eval_dir", str(eval_dir)], eval_dir / "test_per_subject.csv"
-    assert main(argv) == 2
+    assert main(["report", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {named}") and err.count("\n") == 1
 
@@ -188,7 +188,7 @@ def test_cli_compare_skips_unevaluated_paths_when_asked(lgg_run, tmp_path, capsy
     (tmp_path / "runs" / "not_evaluated").mkdir()
     (tmp_path / "runs" / "common.json").write_text("{}")
     paths = sorted(str(path) for path in (tmp_path / "runs").iterdir())
-    assert main(["compare", *paths, "--skip-unevaluated", "--out", str(tmp_path / "table.csv")]) == 0
+    assert main(["report", "compare", *paths, "--skip-unevaluated", "--out", str(tmp_path / "table.csv")]) == 0
     out = capsys.readouterr().out
     assert "skipped (no evaluation summary)" in out and "not_evaluated" in out and "common.json" in out
     table = pd.read_csv(tmp_path / "table.csv")

@@ -1,4 +1,4 @@
-"""pipelines.datasets.StackedSliceDataset: 2.5D items from a cache that holds each slice once, equal to
+"""pipelines.data.datasets.StackedSliceDataset: 2.5D items from a cache that holds each slice once, equal to
 loading every stack's files together."""
 
 import pytest
@@ -8,8 +8,8 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandFlipd
 from test_compact_cache import bundle_config
 from test_neighbours import write_slices
 
-from pipelines.datalist import load_folder, stacked_channels
-from pipelines.datasets import StackedSliceDataset
+from pipelines.data.datalist import load_folder, stacked_channels
+from pipelines.data.datasets import StackedSliceDataset
 from transforms import SelectChannelsd, Uint8ToFloatd
 
 

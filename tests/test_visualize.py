@@ -10,7 +10,7 @@ from monai.handlers import LrScheduleHandler, TensorBoardStatsHandler
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pipelines.visualize import TensorBoardOverlayHandler, learning_rate_writer, overlay_rgb
+from pipelines.engine.visualize import TensorBoardOverlayHandler, learning_rate_writer, overlay_rgb
 
 W, H = 24, 16  # MONAI's PIL order: (C, W, H) tensors show as H rows x W columns
 

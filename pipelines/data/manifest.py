@@ -1,4 +1,4 @@
-"""Slice manifests: build (LGG ``kaggle_3m`` here, OASIS PNG slices in :mod:`pipelines.oasis`), write,
+"""Slice manifests: build (LGG ``kaggle_3m`` here, OASIS PNG slices in :mod:`pipelines.data.oasis`), write,
 validate, restrict, summarise.
 
 A manifest is a UTF-8 CSV with one row per 2D slice::

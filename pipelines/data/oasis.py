@@ -10,7 +10,7 @@ Mask values 0/85/170/255 are background/CSF/grey matter/white matter (:data:`LAB
 :data:`CLASS_NAMES`); the ``oasis_unet`` bundle maps them to classes 0..3 with MONAI's
 ``MapLabelValued`` and writes its predictions back as 0/85/170/255.
 
-Manifest rows have the LGG columns (:data:`pipelines.manifest.WRITE_COLUMNS`): ``subject`` is the case
+Manifest rows have the LGG columns (:data:`pipelines.data.manifest.WRITE_COLUMNS`): ``subject`` is the case
 number NNN as written in the file names (e.g. ``"001"``), ``slice`` is K, ``split`` comes from the folder
 (:data:`FOLDER_SPLITS`: train/validate/test -> train/val/test) and ``diagnosis`` is 1 when the mask
 has any non-background pixel (brain tissue on the slice), else 0.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import SPLITS, dataset_root, read_mask, validate_manifest
+from pipelines.data.manifest import SPLITS, dataset_root, read_mask, validate_manifest
+from pipelines.errors import InputError
 
 __all__ = ["LABEL_VALUES", "CLASS_NAMES", "FOLDER_SPLITS", "build_oasis", "check_mask_values", "load_folder"]
 
@@ -80,13 +80,12 @@ def build_oasis(dataset_dir: str | os.PathLike) -> list[dict]:
     return sorted(rows, key=lambda row: (row["subject"], row["slice"]))
 
 
-@exit_on_input_error
 def check_mask_values(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, splits: Sequence[str] = SPLITS) -> None:
     """Decode every label of ``splits`` and check it holds only :data:`LABEL_VALUES`.
 
-    Meant for a bundle's ``initialize`` after :func:`pipelines.datalist.check_manifest` (which checks that
+    Meant for a bundle's ``initialize`` after :func:`pipelines.data.datalist.check_manifest` (which checks that
     the files exist and that image and mask sizes match): a mask with other values, which ``MapLabelValued``
-    would pass through unmapped, ends the run with one line naming the first such file and its unexpected
+    would pass through unmapped, is an :class:`InputError` naming the first such file and its unexpected
     values, before any training.
     """
     root = dataset_root(dataset_dir)
@@ -96,7 +95,6 @@ def check_mask_values(manifest: str | os.PathLike, dataset_dir: str | os.PathLik
     logger.info(f"mask values: {len(rows)} masks of {', '.join(splits)} hold only {'/'.join(map(str, LABEL_VALUES))}")
 
 
-@exit_on_input_error
 def load_folder(input_dir: str | os.PathLike) -> list[dict]:
     """Inference items for OASIS slices without a manifest: every ``case_NNN_slice_K.nii.png`` below ``input_dir``.
 

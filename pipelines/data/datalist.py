@@ -1,13 +1,13 @@
 """Datalists for MONAI datasets, read from validated manifests or from a folder of slices.
 
-Bundle configs call these by name, e.g. ``"$pipelines.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
+Bundle configs call these by name, e.g. ``"$pipelines.data.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
 Two options change what a split holds: ``fold`` replaces the manifest's split column by patient-level k-fold
-cross-validation roles over its train and val rows (:func:`pipelines.manifest.fold_splits`; the test rows are
+cross-validation roles over its train and val rows (:func:`pipelines.data.manifest.fold_splits`; the test rows are
 left out), and ``neighbours`` turns each item into a
-2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.datasets.StackedSliceDataset`
+2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.data.datasets.StackedSliceDataset`
 caches each slice once and concatenates a stack's channels when it is drawn).
-A bad manifest or dataset folder ends the run with one ``error: ...`` line and exit code 1 before
-any image is read or any output is written (see :func:`pipelines.errors.exit_on_input_error`).
+A bad manifest or dataset folder raises :class:`~pipelines.errors.InputError` before any image is read or any
+output is written (a bundle run shows it as one ``error:`` line, :mod:`pipelines.cli.errors`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import SPLITS, fold_pool, fold_splits, validate_manifest
+from pipelines.data.manifest import SPLITS, fold_pool, fold_splits, validate_manifest
+from pipelines.errors import InputError
 
 __all__ = ["balanced_sampler", "channel_names", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
 
@@ -43,10 +43,10 @@ def _rows(
 ) -> tuple[dict, ...]:
     """Rows of the manifest, every file checked once per process; raises InputError if a required split is empty.
 
-    With ``fold`` (0..folds-1), the rows are those of :func:`pipelines.manifest.fold_pool` (the manifest's
+    With ``fold`` (0..folds-1), the rows are those of :func:`pipelines.data.manifest.fold_pool` (the manifest's
     test rows are left out) and each row's ``split`` is its subject's role in that cross-validation fold: the
     pooled train and val subjects go to ``folds`` folds (seeded with ``seed``), and ``validation`` says which
-    fold is ``val`` (:func:`pipelines.manifest.fold_splits`).
+    fold is ``val`` (:func:`pipelines.data.manifest.fold_splits`).
     """
     manifest_path, root = Path(manifest).resolve(), Path(dataset_dir).resolve()
     if not root.is_dir():
@@ -63,11 +63,10 @@ def _rows(
         return tuple({**row, "split": split_of[row["subject"]]} for row in pool)
     present = {row["split"] for row in rows}
     if not set(required) <= present:
-        validate_manifest(manifest_path, root, required_splits=tuple(required), check_files=False)  # raises the one-line error
+        validate_manifest(manifest_path, root, required_splits=tuple(required), check_files=False)  # raises the InputError
     return rows
 
 
-@exit_on_input_error
 def check_manifest(
     manifest: str | os.PathLike, dataset_dir: str | os.PathLike, required_splits: Sequence[str], fold: int | None = None, folds: int = 5, seed: int = 0,
     validation: str = "next",
@@ -97,7 +96,6 @@ def split_rows(
     return [row for row in _rows(manifest, dataset_dir, splits, fold, folds, seed, validation) if row["split"] in splits]
 
 
-@exit_on_input_error
 def load_split(
     manifest: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -189,7 +187,6 @@ def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
-@exit_on_input_error
 def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", exclude_suffix: str = "_mask", neighbours: int = 0) -> list[dict]:
     """Items for inference on a folder of slices without a manifest.
 

@@ -21,9 +21,9 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from pipelines.atomic import save_atomic, write_text_atomic
-from pipelines.errors import InputError, exit_on_input_error
-from pipelines.manifest import FOLD_VALIDATIONS
-from pipelines.preflight import model_weights
+from pipelines.data.manifest import FOLD_VALIDATIONS
+from pipelines.data.preflight import model_weights
+from pipelines.errors import InputError
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
@@ -137,10 +137,9 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
     return str(max(found)[1]) if found else ""
 
 
-@exit_on_input_error
 def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module) -> str:
     """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir``, or one that does not load
-    weights-only into ``network``, is a one-line error."""
+    weights-only into ``network``, is an :class:`InputError`."""
     latest = latest_checkpoint(ckpt_dir)
     if not latest:
         raise InputError(f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to continue from (train without --resume, or pass --ckpt_dir)")
@@ -167,22 +166,20 @@ class _ReplaceAfterSave(BaseSaveHandler):
         self.superseded.add(self.filename or filename)
 
 
-@exit_on_input_error
 def keeps_best_epoch(model_epoch: str) -> bool:
     """A recipe's ``model_epoch``: ``"best"`` (``model.pt`` is the epoch with the best ``selection_metric``) gives
     True, ``"last"`` (``model.pt`` is the latest epoch's weights, rewritten after each validation) False; any
-    other value is one ``error:`` line."""
+    other value is an :class:`InputError`."""
     if model_epoch not in MODEL_EPOCHS:
         raise InputError(f"--model_epoch {model_epoch!r}: expected one of {', '.join(MODEL_EPOCHS)}")
     return model_epoch == "best"
 
 
-@exit_on_input_error
 def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -> str:
     """The split that validates a training run: ``"val"``, or ``"test"`` in cross-validation with
     ``fold_validation="test"`` (no validation fold; every other fold trains, as in nnU-Net). The held-out fold
     may then pick nothing, so that needs ``model_epoch="last"``; ``"test"`` without ``fold`` or with
-    ``model_epoch="best"``, or another value, is one ``error:`` line."""
+    ``model_epoch="best"``, or another value, is an :class:`InputError`."""
     if fold_validation not in FOLD_VALIDATIONS:
         raise InputError(f"--fold_validation {fold_validation!r}: expected one of {', '.join(FOLD_VALIDATIONS)}")
     if fold_validation == "next":

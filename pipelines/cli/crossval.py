@@ -5,7 +5,7 @@
 Fold ``k`` runs the bundle's plain ``monai.bundle`` train and evaluate commands with ``--fold k --folds N
 --fold_seed S`` (every subject of the manifest's train and val rows in one of N folds, its test split in none;
 fold k is tested, fold k+1 validates, the rest train; with ``--fold_validation test`` the test fold validates
-and every other fold trains; see :func:`pipelines.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
+and every other fold trains; see :func:`pipelines.data.manifest.fold_splits`), writing ``<out>/fold<k>/models``,
 ``train`` and ``eval``. Every pooled subject is in exactly one test fold, so the pooled tables score each
 patient once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject rows (with a ``fold`` column) and
 ``<out>/crossval_summary.json`` per class and convention (``per_subject_3d``, ``per_slice``,
@@ -22,15 +22,15 @@ import argparse
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.bundles import bundle_command
+from pipelines.cli import config_overrides
+from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, existing_dir
-from pipelines.evaluation import POSTPROCESSED
 
 __all__ = ["run_folds", "summarise_folds", "main"]
 
@@ -121,17 +121,16 @@ def _report(summary: dict) -> str:
 
 
 def _overrides(extra: list[str]) -> dict[str, str]:
-    """``["--epochs", "20", ...]`` -> ``{"epochs": "20"}``, passed on unchanged to ``monai.bundle run``."""
-    if len(extra) % 2 or not all(key.startswith("--") for key in extra[::2]):
-        raise InputError(f"expected --<config id> VALUE pairs after the options, got {' '.join(extra)}")
-    reserved = {"fold", "folds", "fold_seed", "ckpt_dir", "output_dir"} & {key[2:] for key in extra[::2]}
+    """The ``--<config id> VALUE`` pairs for every fold's commands, passed on unchanged to ``monai.bundle run``."""
+    overrides = config_overrides(extra)
+    reserved = {"fold", "folds", "fold_seed", "ckpt_dir", "output_dir"} & overrides.keys()
     if reserved:
         raise InputError(f"--{', --'.join(sorted(reserved))}: set by crossval for each fold; use --folds/--fold_seed/--only/--out")
-    return {key[2:]: value for key, value in zip(extra[::2], extra[1::2])}
+    return overrides
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines crossval``; 0 on success, 2 on an input error or a failed fold (one ``error:`` line on stderr)."""
+def main(argv: list[str]) -> None:
+    """``python -m pipelines crossval``; a failed fold is an :class:`InputError` naming it."""
     parser = argparse.ArgumentParser(
         prog="python -m pipelines crossval",
         allow_abbrev=False,
@@ -145,14 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, nargs="+", default=[], metavar="K", help="run only these folds (the summary pools every fold found)")
     parser.add_argument("--summarise-only", "--summarise_only", action="store_true", help="do not run anything; pool the folds already evaluated under --out")
     args, extra = parser.parse_known_args(argv)
-    try:
-        overrides = _overrides(extra)
-        if not args.summarise_only:
-            existing_dir(Path(args.bundle) / "configs", "bundle configs folder")
-            run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides)
-        summary = summarise_folds(args.out, args.folds)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    overrides = _overrides(extra)
+    if not args.summarise_only:
+        existing_dir(Path(args.bundle) / "configs", "bundle configs folder")
+        run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides)
+    summary = summarise_folds(args.out, args.folds)
     print(f"\nwrote {Path(args.out) / 'crossval_summary.json'} and crossval_per_subject.csv ({len(summary['evaluated_folds'])} of {args.folds} folds)\n{_report(summary)}")
-    return 0

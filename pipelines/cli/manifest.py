@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 
-from pipelines import manifest
 from pipelines.atomic import atomic_path
-from pipelines.demo import make_lgg_demo
-from pipelines.errors import InputError, run_subcommand
-from pipelines.oasis import build_oasis
+from pipelines.data import manifest
+from pipelines.data.demo import make_lgg_demo
+from pipelines.data.oasis import build_oasis
+from pipelines.errors import InputError
 
 
 def _split_counts(rows) -> str:
@@ -167,10 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
-    return run_subcommand(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str]) -> None:
+    """Run the subcommand of ``argv``."""
+    args = build_parser().parse_args(argv)
+    args.run(args)

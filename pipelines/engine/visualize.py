@@ -6,7 +6,7 @@
   logs the optimizer's learning rate as ``lr`` (MONAI's ``LrScheduleHandler`` only prints it to the log)::
 
       {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "iteration_log": false,
-       "epoch_event_writer": "$pipelines.visualize.learning_rate_writer(@optimizer)"}
+       "epoch_event_writer": "$pipelines.engine.visualize.learning_rate_writer(@optimizer)"}
 
   Put it before the ``LrScheduleHandler`` in the trainer's handlers to log the rate each epoch used.
 """

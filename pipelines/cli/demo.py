@@ -6,16 +6,18 @@ it runs, so the demo doubles as a worked example.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import subprocess
 from pathlib import Path
 
 from pipelines.bundles import MODES, bundle_command
-from pipelines.demo import make_lgg_demo, make_oasis_demo
+from pipelines.data.demo import make_lgg_demo, make_oasis_demo
+from pipelines.errors import InputError
 from pipelines.report import write_report
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "main"]
 
 # bundle family (the bundle name up to its first "_") -> demo data generator, its checked-in manifest, and the
 # training overrides that let a few epochs on a few dozen slices learn something on a 2-core CPU (smaller
@@ -31,10 +33,10 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/de
     (run from the repository root); return the run folder ``<out>/<bundle>``."""
     bundle_dir = Path("bundles") / bundle
     if not (bundle_dir / "configs" / "train.json").is_file():
-        raise SystemExit(f"error: bundle {bundle_dir}: no configs/train.json (run from the repository root)")
+        raise InputError(f"bundle {bundle_dir}: no configs/train.json (run from the repository root)")
     family = bundle.split("_", 1)[0]
     if family not in DEMOS:
-        raise SystemExit(f"error: bundle {bundle}: no demo data for bundles named {family}_*; known: {', '.join(f'{name}_*' for name in DEMOS)}")
+        raise InputError(f"bundle {bundle}: no demo data for bundles named {family}_*; known: {', '.join(f'{name}_*' for name in DEMOS)}")
     make_demo, demo_manifest, demo_settings = DEMOS[family]
     dataset_dir = make_demo(data_dir)
     run_dir = Path(out) / bundle
@@ -45,7 +47,7 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/de
         print(f"\n=== {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
         result = subprocess.run(command)
         if result.returncode != 0:
-            raise SystemExit(f"error: the {mode} step of {bundle} failed (exit code {result.returncode}); see the output above")
+            raise InputError(f"the {mode} step of {bundle} failed (exit code {result.returncode}); see the output above")
     report = write_report(run_dir / "eval", train_log_dir=run_dir / "eval")
     summary = json.loads((run_dir / "eval" / "test_summary.json").read_text())
     print(
@@ -73,3 +75,13 @@ def _dice_report(summary: dict) -> str:
         lines.append(f"  mean over classes: test Dice per slice {mean['per_slice']['dice']:.3f}, "
                      f"per patient 3D {mean['per_subject_3d']['dice']:.3f}")
     return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipelines demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default="lgg_unet_bce", help="bundle folder name under bundles/ (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
+    parser.add_argument("--out", default="runs/demo", help="folder for checkpoints, logs and outputs (default: %(default)s)")
+    parser.add_argument("--data_dir", default="demo_data", help="folder for the synthetic data (default: %(default)s)")
+    args = parser.parse_args(argv)
+    run_demo(args.bundle, args.epochs, args.out, args.data_dir)

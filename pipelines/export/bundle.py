@@ -41,8 +41,6 @@ top folder, no path escaping it, SHA-256 of the model files) and extracts it as 
 
 from __future__ import annotations
 
-import argparse
-import ast
 import hashlib
 import json
 import os
@@ -60,11 +58,11 @@ from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
 from pipelines.bundles import config_files
-from pipelines.datalist import channel_names
+from pipelines.data.datalist import channel_names
+from pipelines.data.preflight import model_weights
 from pipelines.errors import InputError, first_line
-from pipelines.preflight import model_weights
 
-__all__ = ["export_bundle", "import_bundle", "main"]
+__all__ = ["export_bundle", "import_bundle", "evaluate_files"]
 
 RESOURCES = Path(__file__).parent / "resources"
 STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
@@ -240,7 +238,7 @@ and the SHA-256 of the model files), then evaluate `models/model.pt` from the re
 
 def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides: dict) -> str:
     """The ``## This export`` section appended to the bundle's ``docs/README.md``; ``root`` is the staged bundle."""
-    name, recipe = root.name, [path.relative_to(root) for path in _evaluate_files(root)]
+    name, recipe = root.name, [path.relative_to(root) for path in evaluate_files(root)]
     return EXPORT_NOTES.format(
         name=name,
         ckpt=ckpt,
@@ -260,7 +258,7 @@ def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides
     )
 
 
-def _evaluate_files(bundle: Path) -> list[Path]:
+def evaluate_files(bundle: Path) -> list[Path]:
     """Config files of the project's evaluate command for the exported bundle folder ``bundle``, in merge order."""
     configs = bundle / "configs"
     base = json.loads((configs / "train.json").read_text()).get("base_config")
@@ -320,55 +318,3 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _overrides(extra: list[str]) -> dict[str, object]:
-    """``["--network_def#features", "4", ...]`` -> ``{"network_def#features": 4}``; values parse as Python
-    literals where they can (as ``monai.bundle run`` does), else stay strings."""
-    if len(extra) % 2 or not all(key.startswith("--") for key in extra[::2]):
-        raise InputError(f"expected --<config id> VALUE pairs after the options, got {' '.join(extra)}")
-    overrides = {}
-    for key, value in zip(extra[::2], extra[1::2]):
-        try:
-            overrides[key[2:]] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key[2:]] = value
-    return overrides
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines export``; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines export",
-        description="Export a trained bundle as a zip that runs with MONAI and PyTorch alone, or import such a zip.",
-        epilog="Further --<config id> VALUE pairs are the overrides the checkpoint was trained with (e.g. --network_def#features 4); "
-        "they go into the exported recipe.",
-    )
-    parser.add_argument("bundle", nargs="?", help="bundle folder to export, e.g. bundles/lgg_unet_small")
-    parser.add_argument("--out", help="zip to write, e.g. lgg_unet_small.zip")
-    parser.add_argument("--ckpt_path", help="checkpoint to export (default: the bundle's models/model.pt)")
-    parser.add_argument("--eval_dir", help="folder whose test_summary.json fills eval_metrics (default: the bundle's eval/)")
-    parser.add_argument("--import", dest="archive", help="exported zip to check and extract instead")
-    parser.add_argument("--into", help="with --import: folder to extract <name>/ into, e.g. bundles/")
-    args, extra = parser.parse_known_args(argv)
-    try:
-        if args.archive:
-            if args.bundle or extra or not args.into:
-                raise InputError("--import ZIP takes --into FOLDER and nothing else")
-            target = import_bundle(args.archive, args.into)
-            files = ",".join(repr(str(path)) for path in _evaluate_files(target))
-            print(f"imported {target}; evaluate it from the repository root with\n"
-                  f'  python -m monai.bundle run --config_file "[{files}]" --bundle_root {target} --dataset_dir DATA --manifest CSV')
-        else:
-            if not (args.bundle and args.out):
-                raise InputError("give a bundle folder and --out ZIP (or --import ZIP --into FOLDER)")
-            out = export_bundle(args.bundle, args.out, args.ckpt_path, args.eval_dir, _overrides(extra))
-            print(f"wrote {out}")
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipelines.data.oasis import FOLDER_SPLITS, LABEL_VALUES
 from pipelines.errors import InputError
-from pipelines.oasis import FOLDER_SPLITS, LABEL_VALUES
 
 DEMO_DATE = "20000101"
 CHANNEL_LEVELS = np.array([95.0, 110.0, 100.0])  # brain intensity: pre-contrast, FLAIR, post-contrast

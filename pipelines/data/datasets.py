@@ -1,6 +1,6 @@
 """A MONAI ``CacheDataset`` for 2.5D items that holds each slice once.
 
-A 2.5D item (:func:`pipelines.datalist.load_split` with ``neighbours`` > 0) lists the files of its slice and of
+A 2.5D item (:func:`pipelines.data.datalist.load_split` with ``neighbours`` > 0) lists the files of its slice and of
 its neighbours, so caching the loaded stacks keeps every slice ``2 * neighbours + 1`` times. This dataset
 caches the transforms up to the first random one (as ``CacheDataset``) on each slice alone and concatenates
 the cached slices of an item's stack along the channel axis each time the item is drawn.

@@ -33,8 +33,8 @@ from ignite.engine import Engine, Events
 from monai.metrics import get_confusion_matrix
 
 from pipelines.atomic import save_atomic, write_text_atomic
-from pipelines.distributed import gather, is_rank_zero
-from pipelines.errors import InputError, exit_on_input_error
+from pipelines.engine.distributed import gather, is_rank_zero
+from pipelines.errors import InputError
 
 __all__ = ["SegmentationMetricsWriter", "scores_from_counts", "slices_by_subject", "CONVENTIONS"]
 
@@ -167,10 +167,9 @@ class SegmentationMetricsWriter:
         names = [f"{self.prefix}_dice_3d", *([f"{self.prefix}_dice_3d_{name}" for name in self.class_names] if len(self.class_names) > 1 else [])]
         return names + ([f"{name}_{POSTPROCESSED}" for name in names] if self.postprocessing is not None else [])
 
-    @exit_on_input_error
     def attach(self, engine: Engine) -> None:
         """Score at the end of each epoch, in its last iteration: before every ``EPOCH_COMPLETED`` handler, MONAI's
-        key-metric comparison among them. An unknown ``key_metric`` is a one-line error."""
+        key-metric comparison among them. An unknown ``key_metric`` is an :class:`InputError`."""
         own = getattr(engine.state, "key_metric_name", None)
         if self.key_metric is not None and self.key_metric != own:
             if self.key_metric not in self.metric_names():

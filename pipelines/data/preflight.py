@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.datalist import split_rows
-from pipelines.errors import InputError, exit_on_input_error, first_line
+from pipelines.data.datalist import split_rows
+from pipelines.errors import InputError, first_line
 
 __all__ = ["check_checkpoint", "check_lgg_slices", "check_writable", "model_weights", "patch_within"]
 
@@ -56,17 +56,15 @@ def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str =
     return state
 
 
-@exit_on_input_error
 def check_checkpoint(path: str | os.PathLike, network: torch.nn.Module) -> Path:
-    """Before evaluation or inference: ``path`` loads weights-only and fits ``network``; else one ``error:`` line."""
+    """Before evaluation or inference: ``path`` loads weights-only and fits ``network``; else an :class:`InputError`."""
     model_weights(path, network, hint="train the bundle first or pass --ckpt_path")
     return Path(path)
 
 
-@exit_on_input_error
 def check_writable(folders: dict[str, str | os.PathLike]) -> None:
     """Before a run writes anything: each folder (by the option that sets it, e.g. ``{"--output_dir": path}``)
-    exists or can be made, and takes a file; else one ``error:`` line naming it."""
+    exists or can be made, and takes a file; else an :class:`InputError` naming it."""
     for option, folder in folders.items():
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -76,16 +74,14 @@ def check_writable(folders: dict[str, str | os.PathLike]) -> None:
             raise InputError(f"{option} {folder}: cannot write there ({err.strerror or err})") from None
 
 
-@exit_on_input_error
 def patch_within(patch_size: Sequence[int], image_size: Sequence[int]) -> list[int]:
-    """``patch_size`` (the training crop, pixels) if it fits in ``image_size`` in every dimension; else one
-    ``error:`` line naming both settings."""
+    """``patch_size`` (the training crop, pixels) if it fits in ``image_size`` in every dimension; else an
+    :class:`InputError` naming both settings."""
     if any(patch > image for patch, image in zip(patch_size, image_size)):
         raise InputError(f"--patch_size {list(patch_size)}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
     return list(patch_size)
 
 
-@exit_on_input_error
 def check_lgg_slices(
     manifest: str | os.PathLike, dataset_dir: str | os.PathLike, splits: Sequence[str], channels: Sequence[int], min_size: Sequence[int]
 ) -> None:
@@ -95,9 +91,8 @@ def check_lgg_slices(
     NaN), have the channels the bundle reads (``channels``, 0-based) and be at least ``min_size`` pixels
     (the bundle's ``image_size``: smaller slices would be silently up-sampled before any patch or sliding
     window is taken); every label must be a single-channel mask of 0 and 255 only. Reads each mask's
-    pixels (about a second per thousand slices) and only the image headers. Ends the run with one line
-    naming the file, its manifest row
-    and the problem.
+    pixels (about a second per thousand slices) and only the image headers. Raises an :class:`InputError`
+    naming the file, its manifest row and the problem.
     """
     root = Path(dataset_dir)
     need_channels, (need_w, need_h) = max(channels) + 1, min_size

@@ -6,11 +6,9 @@ Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pipelines import report
-from pipelines.errors import run_subcommand
 
 
 def _run(args) -> None:
@@ -54,10 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
-    return run_subcommand(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str]) -> None:
+    """Run the subcommand of ``argv``."""
+    args = build_parser().parse_args(argv)
+    args.run(args)

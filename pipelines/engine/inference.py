@@ -16,8 +16,8 @@ from monai.data import PILWriter
 from monai.utils import convert_to_numpy
 
 from pipelines.atomic import save_atomic
-from pipelines.distributed import gather, is_rank_zero
-from pipelines.evaluation import slices_by_subject
+from pipelines.engine.distributed import gather, is_rank_zero
+from pipelines.engine.evaluation import slices_by_subject
 
 __all__ = ["PredictionWriter"]
 
