@@ -24,7 +24,7 @@ from PIL import Image
 
 from pipelines.cli import main
 from pipelines.errors import InputError
-from pipelines.export.bundle import _export
+from pipelines.export.bundle import _export, summary_metrics
 
 SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"
@@ -277,3 +277,15 @@ def test_a_network_torch_export_cannot_capture_is_one_line():
     with pytest.raises(InputError, match="torch.export cannot capture DataDependent") as err:
         _export(DataDependent(), torch.zeros(2, 1, 16, 16), ["16*n", "16*n"])
     assert "\n" not in str(err.value)
+
+
+def test_summary_metrics_flatten_every_convention_and_the_postprocessed_block():
+    scores = {"classes": {"tumour": {"per_slice": {"n": 4, "dice": 0.5}, "per_subject_3d": {"n": 2, "dice": 0.6, "dice_median": 0.65, "dice_min": 0.2}}},
+              "mean_over_classes": {"per_slice": {"dice": 0.5, "jaccard": 0.4}, "per_subject_3d": {"dice": 0.6, "jaccard": 0.45}}}
+    summary = {"split": "test", "n_subjects": 2, "n_slices": 4, **scores, "postprocessed": {"transforms": ["KeepLargestConnectedComponent"], **scores}}
+    metrics = summary_metrics(summary)
+    assert metrics["test_n_subjects"] == 2 and metrics["test_mean_jaccard_per_slice"] == 0.4
+    for suffix in ("", "_postprocessed"):
+        assert metrics[f"test_dice_tumour_per_subject_3d{suffix}"] == 0.6 and metrics[f"test_dice_tumour_per_subject_3d_median{suffix}"] == 0.65
+        assert metrics[f"test_dice_tumour_per_subject_3d_min{suffix}"] == 0.2 and metrics[f"test_mean_dice_per_slice{suffix}"] == 0.5
+    assert "test_dice_tumour_per_slice_median" not in metrics

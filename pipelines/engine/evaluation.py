@@ -226,7 +226,8 @@ class SegmentationMetricsWriter:
             }
             dice_3d = subjects[f"dice_{name}"]
             classes[name]["per_subject_3d"].update(
-                dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
+                dice_std=round(float(dice_3d.std(ddof=0)), 6), dice_median=round(float(dice_3d.median()), 6),
+                dice_min=round(float(dice_3d.min()), 6), dice_max=round(float(dice_3d.max()), 6)
             )
         mean_over_classes = {
             group: {metric: _mean(pd.Series([scores[group][metric] for scores in classes.values()], dtype=float)) for metric in METRICS}

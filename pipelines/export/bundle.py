@@ -60,6 +60,7 @@ from pipelines.atomic import save_atomic
 from pipelines.bundles import config_files
 from pipelines.data.datalist import channel_names
 from pipelines.data.preflight import model_weights
+from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, first_line
 
 __all__ = ["export_bundle", "import_bundle", "evaluate_files"]
@@ -194,12 +195,25 @@ def _eval_metrics(summary_path: Path, ckpt: Path) -> dict[str, float]:
     if not (scored.is_file() and os.path.samefile(scored, ckpt)):
         print(f"note: {summary_path} scored {scored}, not {ckpt}: eval_metrics stay as in metadata.json", file=sys.stderr)
         return {}
+    return summary_metrics(summary)
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """Flat ``eval_metrics`` of an evaluation summary (``<prefix>_summary.json``), named
+    ``<split>_mean_<metric>_<convention>``, ``<split>_dice_<class>_<convention>`` (with ``_median``, ``_min``
+    where the convention has them), the same with ``_postprocessed`` for the summary's post-processed block,
+    and ``<split>_n_subjects`` / ``<split>_n_slices``."""
     split = summary["split"]
     metrics = {f"{split}_n_subjects": summary["n_subjects"], f"{split}_n_slices": summary["n_slices"]}
-    for group, scores in summary["mean_over_classes"].items():
-        metrics.update({f"{split}_mean_{metric}_{group}": scores[metric] for metric in ("dice", "jaccard")})
-    for name, groups in summary["classes"].items():
-        metrics.update({f"{split}_dice_{name}_{group}": scores["dice"] for group, scores in groups.items()})
+    for block, suffix in ((summary, ""), (summary.get(POSTPROCESSED), f"_{POSTPROCESSED}")):
+        if block is None:
+            continue
+        for group, scores in block["mean_over_classes"].items():
+            metrics.update({f"{split}_mean_{metric}_{group}{suffix}": scores[metric] for metric in ("dice", "jaccard")})
+        for name, groups in block["classes"].items():
+            for group, scores in groups.items():
+                metrics[f"{split}_dice_{name}_{group}{suffix}"] = scores["dice"]
+                metrics.update({f"{split}_dice_{name}_{group}_{stat}{suffix}": scores[f"dice_{stat}"] for stat in ("median", "min") if f"dice_{stat}" in scores})
     return metrics
 
 
