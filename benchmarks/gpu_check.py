@@ -60,7 +60,7 @@ BUNDLES = {  # in the order they run: lgg_best first (its epoch time is the figu
     "oasis_unet": "oasis",
 }
 TORCHRUN_BUNDLE = "lgg_unet_small"
-IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm")  # in the GPU image (device tool's KINDS.md)
+IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm", "pyyaml")  # in the GPU image (device tool's KINDS.md)
 CARRIED = tuple(line.split("==")[0] for line in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines() if line and not line.startswith("#"))
 PACKAGES = IMAGE_PACKAGES + CARRIED  # versions reported by the environment step
 ENGINES = {"train": "train#trainer", "evaluate": "evaluate#evaluator", "inference": "infer#evaluator"}
