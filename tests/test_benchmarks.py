@@ -1,5 +1,5 @@
 """Smoke test of the throughput harness, benchmarks/train_throughput.py: tiny sizes, every figure present and
-sane. No timing is asserted (speed is measured with the harness itself, see README's Performance section)."""
+sane. No timing is asserted (speed is measured with the harness itself, see docs/performance.md)."""
 
 import importlib.util
 import json
