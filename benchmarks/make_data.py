@@ -1,7 +1,7 @@
 """Full-size synthetic datasets for the benchmarks, outside the repository, with their manifests.
 
-    python benchmarks/make_data.py lgg --out /root/bench_data     # kaggle_3m/ + lgg.csv: 110 patients, 3929 slices
-    python benchmarks/make_data.py oasis --out /root/bench_data   # keras_png_slices_data/ + oasis.csv: 11,328 slices
+    python benchmarks/make_data.py lgg --out /path/to/bench_data     # kaggle_3m/ + lgg.csv: 110 patients, 3929 slices
+    python benchmarks/make_data.py oasis --out /path/to/bench_data   # keras_png_slices_data/ + oasis.csv: 11,328 slices
 
 ``lgg`` writes every slice the checked-in ``data_manifests/lgg_kaggle_3m.csv`` lists, at its path (256x256x3
 uint8 .tif and a 0/255 mask), with the demo generator's synthetic patients; ``lgg.csv`` is that folder's
