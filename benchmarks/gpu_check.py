@@ -1,6 +1,6 @@
 """One prepared check of every CUDA path, for a bare GPU machine: run it through ``benchmarks/gpu_check.sh``.
 
-    bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--dry-run]
+    bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--harness a,b] [--epochs N] [--dry-run]
 
 Steps, in this order; each is recorded in ``<out>/gpu_check.json`` (rewritten after every step, so a run cut
 short keeps what it did) with its status (``ok``, ``failed`` with the last error line, or ``skipped`` when the
@@ -238,9 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     checklist = Checklist(args.out / "gpu_check.json", args.budget, {"mode": "dry-run" if args.dry_run else "cuda", "epochs": args.epochs,
                                                                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     checklist.run("environment", environment)
-    made: dict = {}
-    checklist.run("data", lambda: made.update(zip(("families", "oasis_maker"), make_data(args, logs))) or {"families": made["families"]})
-    data, oasis_maker = made.get("families", {}), made.get("oasis_maker")
+    data, oasis_maker = {}, None
+
+    def data_step() -> dict:
+        nonlocal data, oasis_maker
+        data, oasis_maker = make_data(args, logs)
+        return {"families": data}
+
+    checklist.run("data", data_step)
     checks = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
     for step in plan(args.bundles, args.harness):
         kind, name, *phase = step.split(":")
