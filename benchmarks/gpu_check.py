@@ -54,6 +54,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bundles' custom code (pipelines, transforms, networks), installed or not
+sys.path.insert(0, str(REPO / "benchmarks"))
+import train_throughput  # noqa: E402 - the harness, beside this file
 
 BUNDLES = {  # in the order they run: lgg_best first (its epoch time is the figure asked for), OASIS last (its data is made meanwhile)
     "lgg_best": "lgg", "lgg_unet_small": "lgg", "lgg_unet_dicece_rgb": "lgg", "lgg_unet_augment": "lgg", "lgg_unet_bce": "lgg",
@@ -140,9 +142,7 @@ def run_logged(command: list[str], log: Path, timeout: float, env: dict | None =
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"timed out after {timeout:.0f} s (log: {log.name})") from None
     if done.returncode != 0:
-        lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
-        last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
-        raise RuntimeError(f"exit {done.returncode}: {last.strip()} (log: {log.name})")
+        raise RuntimeError(f"exit {done.returncode}: {train_throughput.last_error_line(log)} (log: {log.name})")
 
 
 # --- steps of the parent -------------------------------------------------------------------------------------
@@ -209,8 +209,6 @@ def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, t
     command = [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--bundle", f"bundles/{name}", "--dataset_dir", family["dataset_dir"],
                "--manifest", family["manifest"], "--out", str(out), "--variants", HARNESS_PHASES[phase], *HARNESS_ARGS[args.dry_run]]
     if args.dry_run and not torch.cuda.is_available():
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        import train_throughput
         train_throughput.parse_args(command[2:])
         return {"dry_run": "command line checked, not run", "command": command[2:]}
     run_logged(command, logs / f"harness_{out.stem}.log", timeout)

@@ -160,10 +160,14 @@ def run_subprocess(args: argparse.Namespace, child: str) -> dict:
         done = subprocess.run([sys.executable, __file__, *forwarded, "--child", child, "--result", str(result)],
                               cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
         if done.returncode != 0:
-            lines = log.read_text().strip().splitlines() or ["(no output)"]
-            last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1])
-            raise SystemExit(f"error: {child} failed (exit {done.returncode}): {last.strip()} (log: {log})")
+            raise SystemExit(f"error: {child} failed (exit {done.returncode}): {last_error_line(log)} (log: {log})")
         return {**json.loads(result.read_text()), "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def last_error_line(log: Path) -> str:
+    """The last line of ``log`` that mentions an error, else its last line (``(no output)`` when empty)."""
+    lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+    return next((line for line in reversed(lines) if "error" in line.lower()), lines[-1]).strip()
 
 
 def summarise(args: argparse.Namespace, results: dict[str, dict]) -> dict:
