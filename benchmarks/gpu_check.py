@@ -1,6 +1,7 @@
 """One prepared check of every CUDA path, for a bare GPU machine: run it through ``benchmarks/gpu_check.sh``.
 
-    bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--harness a,b] [--epochs N] [--dry-run]
+    bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--harness a,b] [--harness-first]
+                                 [--epochs N] [--dry-run]
 
 Steps, in this order; each is recorded in ``<out>/gpu_check.json`` (rewritten after every step, so a run cut
 short keeps what it did) with its status (``ok``, ``failed`` with the last error line, or ``skipped`` when the
@@ -8,7 +9,8 @@ budget ran out), its seconds and its figures. A failed step is recorded and the 
 
 1. ``environment``: Python, PyTorch, CUDA, the GPU, and the versions of the packages the project imports.
 2. ``data``: full-size synthetic data made by ``benchmarks/make_data.py`` under ``<work>`` (LGG: 3929 slices of
-   110 patients, 77/16/17 patients; OASIS: 11,328 slices), OASIS in the background while LGG bundles run.
+   110 patients, 77/16/17 patients; OASIS: 11,328 slices), OASIS in the background while LGG bundles run. A
+   family whose manifest an earlier run left under ``<work>`` is reused (a second run on a warm machine).
 3. one step per bundle, each in its own process (``bundle:<name>``): training for ``--epochs`` (2) epochs with
    the bundle's CUDA defaults (AMP, the cache filled through ``EnsureTyped`` on the device, MONAI's
    ``ThreadDataLoader``, the training loss read once per epoch: no per-step host-device sync), then
@@ -21,7 +23,8 @@ budget ran out), its seconds and its figures. A failed step is recorded and the 
    (NCCL on CUDA, gloo on the CPU).
 5. ``harness:<name>:<phase>`` for each bundle of ``--harness`` (default ``lgg_best``): ``benchmarks/train_throughput.py``
    (naive / project / limit), training then inference, one run each so that the first phase's figures are
-   kept when the budget stops the second. Last, so that the budget skips figures before any bundle's CUDA path.
+   kept when the budget stops the second. Last, so that the budget skips figures before any bundle's CUDA path;
+   ``--harness-first`` puts them first (once every CUDA path is known to run, the ratios are the figures wanted).
 
 ``--dry-run`` runs the same steps on the CPU, small: the demo data, one training step per epoch
 (``train#trainer#epoch_length``), batch 2, LGG at 128x128, the CUDA defaults forced on (``amp``,
@@ -82,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=450.0, help="seconds for all steps; steps that would start later are skipped (default 450)")
     parser.add_argument("--bundles", default=",".join(BUNDLES), help="comma-separated bundles to check (default: all six)")
     parser.add_argument("--harness", default="lgg_best", help="comma-separated bundles for the throughput harness, after the bundles (default lgg_best; '' for none)")
+    parser.add_argument("--harness-first", action="store_true", help="run the harness before the bundles (default: after them)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per bundle (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU, small: demo data, one step per epoch, gloo")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: bundle name, run in this process
@@ -171,9 +175,11 @@ def make_data(args: argparse.Namespace, logs: Path) -> tuple[dict, subprocess.Po
         lgg, oasis = make_lgg_demo(args.work / "lgg"), make_oasis_demo(args.work / "oasis")
         return {"lgg": {"dataset_dir": str(lgg), "manifest": str(write_manifest(build_kaggle_3m(lgg), args.work / "lgg.csv"))},
                 "oasis": {"dataset_dir": str(oasis), "manifest": str(write_manifest(build_oasis(oasis), args.work / "oasis.csv"))}}, None
-    maker = [sys.executable, str(REPO / "benchmarks" / "make_data.py")]
-    oasis = subprocess.Popen([*maker, "oasis", "--out", str(args.work)], cwd=REPO, stdout=open(logs / "data_oasis.log", "w"), stderr=subprocess.STDOUT)
-    run_logged([*maker, "lgg", "--out", str(args.work)], logs / "data_lgg.log", STEP_TIMEOUT_S)
+    maker, oasis = [sys.executable, str(REPO / "benchmarks" / "make_data.py")], None
+    if not (args.work / "oasis.csv").is_file():
+        oasis = subprocess.Popen([*maker, "oasis", "--out", str(args.work)], cwd=REPO, stdout=open(logs / "data_oasis.log", "w"), stderr=subprocess.STDOUT)
+    if not (args.work / "lgg.csv").is_file():
+        run_logged([*maker, "lgg", "--out", str(args.work)], logs / "data_lgg.log", STEP_TIMEOUT_S)
     return {"lgg": {"dataset_dir": str(args.work / "kaggle_3m"), "manifest": str(args.work / "lgg.csv")},
             "oasis": {"dataset_dir": str(args.work / "keras_png_slices_data"), "manifest": str(args.work / "oasis.csv")}}, oasis
 
@@ -217,13 +223,15 @@ def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, t
     return json.loads(out.read_text())
 
 
-def plan(bundles: list[str], harness: list[str]) -> list[str]:
+def plan(bundles: list[str], harness: list[str], harness_first: bool = False) -> list[str]:
     """Step names in running order: ``bundle:<name>`` for each bundle, ``torchrun:<name>`` after its bundle,
-    then ``harness:<name>:<phase>``, which the budget skips first (every bundle's CUDA path before figures)."""
-    order = []
+    and ``harness:<name>:<phase>``: after the bundles, so that the budget skips figures before any bundle's
+    CUDA path, or before them with ``harness_first``."""
+    checks = []
     for name in bundles:
-        order += [f"bundle:{name}"] + [f"torchrun:{name}"] * (name == TORCHRUN_BUNDLE)
-    return order + [f"harness:{name}:{phase}" for name in harness for phase in HARNESS_PHASES]
+        checks += [f"bundle:{name}"] + [f"torchrun:{name}"] * (name == TORCHRUN_BUNDLE)
+    figures = [f"harness:{name}:{phase}" for name in harness for phase in HARNESS_PHASES]
+    return figures + checks if harness_first else checks + figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checklist.run("data", data_step)
     checks = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
-    for step in plan(args.bundles, args.harness):
+    for step in plan(args.bundles, args.harness, args.harness_first):
         kind, name, *phase = step.split(":")
         if BUNDLES[name] == "oasis" and oasis_maker is not None:
             checklist.run("data_oasis", lambda: {"exit": oasis_maker.wait(timeout=max(checklist.remaining(), 1))})

@@ -2,7 +2,7 @@
 # One prepared check of every CUDA path on a bare GPU machine (issue 28): installs what the machine lacks, then
 # runs benchmarks/gpu_check.py (its docstring lists the steps) with this script's arguments.
 #
-#   bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--dry-run]
+#   bash benchmarks/gpu_check.sh [--out DIR] [--work DIR] [--budget SECONDS] [--bundles a,b] [--harness a,b] [--harness-first] [--dry-run]
 #
 # Wheels: benchmarks/gpu_wheels.sh downloads, into .whl/, the packages of benchmarks/gpu_wheels.txt (those the
 # device image lacks) for its Python. When .whl/ holds wheels and the interpreter has no MONAI, they and the

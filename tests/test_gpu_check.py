@@ -2,11 +2,14 @@
 step it takes on a GPU runs here small, with the CUDA defaults forced on; and its checklist records a failed
 step and goes on. No timing is asserted."""
 
+import argparse
 import json
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 from bundle_utils import REPO
 
@@ -69,6 +72,17 @@ def test_plan_runs_every_bundle_before_the_harness():
         "bundle:lgg_best", "bundle:lgg_unet_small", "torchrun:lgg_unet_small", "bundle:lgg_unet_dicece_rgb", "bundle:lgg_unet_augment",
         "bundle:lgg_unet_bce", "bundle:oasis_unet", "harness:lgg_best:train", "harness:lgg_best:inference", "harness:lgg_unet_small:train",
         "harness:lgg_unet_small:inference"]
+    assert gpu_check.plan(["lgg_unet_small"], ["lgg_best"], harness_first=True) == [
+        "harness:lgg_best:train", "harness:lgg_best:inference", "bundle:lgg_unet_small", "torchrun:lgg_unet_small"]
+
+
+def test_data_an_earlier_run_made_is_reused(tmp_path, monkeypatch):
+    for manifest in ("lgg.csv", "oasis.csv"):
+        (tmp_path / manifest).write_text("image,mask,patient,split\n")
+    monkeypatch.setattr(gpu_check.subprocess, "Popen", lambda *a, **k: pytest.fail("data made again"))
+    monkeypatch.setattr(gpu_check, "run_logged", lambda *a, **k: pytest.fail("data made again"))
+    data, oasis_maker = gpu_check.make_data(argparse.Namespace(dry_run=False, work=tmp_path), tmp_path)
+    assert oasis_maker is None and data["lgg"]["manifest"] == str(tmp_path / "lgg.csv")
 
 
 def test_bad_arguments_are_one_line_errors():
