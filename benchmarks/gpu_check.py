@@ -217,9 +217,11 @@ def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, t
     if args.dry_run and not torch.cuda.is_available():
         train_throughput.parse_args(command[2:])
         return {"dry_run": "command line checked, not run", "command": command[2:]}
-    run_logged(command, logs / f"harness_{out.stem}.log", timeout)
-    for extra in out.parent.glob(f"{out.stem}.*.log"):
-        extra.replace(logs / f"harness_{extra.name}")
+    try:
+        run_logged(command, logs / f"harness_{out.stem}.log", timeout)
+    finally:  # the harness's per-process logs go with the others, a failed run's too
+        for extra in out.parent.glob(f"{out.stem}.*.log"):
+            extra.replace(logs / f"harness_{extra.name}")
     return json.loads(out.read_text())
 
 

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         Path(args.result).write_text(json.dumps(run_child(args)))
-        return 0
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(0)  # the figures are written; tearing down a trainer stopped mid-epoch can abort (exit -6 on CUDA)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     for phase, variants in PHASES.items():
