@@ -59,11 +59,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bundles' custom code (pipelines, transforms, networks), installed or not
 sys.path.insert(0, str(REPO / "benchmarks"))
 import train_throughput  # noqa: E402 - the harness, beside this file
+from pipelines.bundles import bundle_command, bundle_family, config_files  # noqa: E402
 
-BUNDLES = {  # in the order they run: lgg_best first (its epoch time is the figure asked for), OASIS last (its data is made meanwhile)
-    "lgg_best": "lgg", "lgg_unet_small": "lgg", "lgg_unet_dicece_rgb": "lgg", "lgg_unet_augment": "lgg", "lgg_unet_bce": "lgg",
-    "oasis_unet": "oasis",
-}
+# in the order they run: lgg_best first (its epoch time is the figure asked for), OASIS last (its data is made meanwhile)
+BUNDLES = ("lgg_best", "lgg_unet_small", "lgg_unet_dicece_rgb", "lgg_unet_augment", "lgg_unet_bce", "oasis_unet")
 TORCHRUN_BUNDLE = "lgg_unet_small"
 IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm", "pyyaml")  # in the GPU image (device tool's KINDS.md)
 CARRIED = tuple(line.split("==")[0] for line in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines() if line and not line.startswith("#"))
@@ -199,7 +198,6 @@ def check_bundle(args: argparse.Namespace, name: str, data: dict, logs: Path, ti
 
 def check_torchrun(args: argparse.Namespace, name: str, data: dict, logs: Path, timeout: float) -> dict:
     """One epoch of ``multi_gpu_train`` in one torchrun process; its ``training_run.json``."""
-    from pipelines.bundles import bundle_command
     run = args.work / "torchrun"
     overrides = {**bundle_overrides(name, data, run, args.dry_run), "epochs": 1}
     command = bundle_command(REPO / "bundles" / name, "multi_gpu_train", overrides, processes=1)
@@ -211,7 +209,7 @@ def check_torchrun(args: argparse.Namespace, name: str, data: dict, logs: Path, 
 def check_harness(args: argparse.Namespace, name: str, data: dict, logs: Path, timeout: float, phase: str) -> dict:
     """The throughput harness on ``name`` for one phase (``train`` or ``inference``: its three variants), so
     that a phase's figures are kept when the budget stops the next; a dry run on a CPU only parses the command."""
-    family, out = data[BUNDLES[name]], args.work / "harness" / f"{name}_{phase}.json"
+    family, out = data[bundle_family(REPO / 'bundles' / name)], args.work / "harness" / f"{name}_{phase}.json"
     command = [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--bundle", f"bundles/{name}", "--dataset_dir", family["dataset_dir"],
                "--manifest", family["manifest"], "--out", str(out), "--variants", HARNESS_PHASES[phase], *HARNESS_ARGS[args.dry_run]]
     if args.dry_run and not torch.cuda.is_available():
@@ -257,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = {"bundle": check_bundle, "harness": check_harness, "torchrun": check_torchrun}
     for step in plan(args.bundles, args.harness, args.harness_first):
         kind, name, *phase = step.split(":")
-        if BUNDLES[name] == "oasis" and oasis_maker is not None:
+        if bundle_family(REPO / "bundles" / name) == "oasis" and oasis_maker is not None:
             checklist.run("data_oasis", lambda: {"exit": oasis_maker.wait(timeout=max(checklist.remaining(), 1))})
             oasis_maker = None
         checklist.run(step, lambda kind=kind, name=name, phase=phase: checks[kind](args, name, data, logs, checklist.remaining(), *phase))
@@ -275,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bundle_overrides(name: str, data: dict, run: Path, dry_run: bool) -> dict:
     """The ``monai.bundle run`` overrides of bundle ``name``: its data, run folders, and the dry run's sizes."""
-    family = BUNDLES[name]
+    family = bundle_family(REPO / "bundles" / name)
     overrides = {"bundle_root": str(REPO / "bundles" / name), "ckpt_dir": str(run / "models"), "output_dir": str(run / "train"), **data[family]}
     if not dry_run:
         return overrides
@@ -316,7 +314,6 @@ def bundle_child(args: argparse.Namespace) -> int:
     """Train, evaluate and infer with bundle ``args.child`` in this process; writes ``<work>/<name>/check.json``."""
     from monai.bundle import create_workflow
 
-    from pipelines.bundles import config_files
     name, run = args.child, args.work / args.child
     overrides = {**bundle_overrides(name, json.loads(args.data.read_text()), run, args.dry_run), "epochs": args.epochs}
     figures = {}

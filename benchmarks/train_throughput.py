@@ -429,11 +429,15 @@ def on_device(tensor, device):
     return convert_to_tensor(tensor, track_meta=False).to(device)
 
 
+def split_items(parser, split: str) -> list[dict]:
+    """The items of the bundle's ``split`` workflow (``train`` or ``validate``), from its data component."""
+    return parser.get_parsed_content("data").datalist("train" if split == "train" else parser.get_parsed_content("validate#split"))
+
+
 def uncached_dataset(parser, split: str):
-    """The bundle's ``split#dataset`` (``train`` or ``validate``) with ``cache_rate`` 0: its items, transforms and
-    2.5D stacking as configured, each item loaded when drawn, nothing cached."""
-    parser[f"{split}#dataset#cache_rate"] = 0.0
-    return parser.get_parsed_content(f"{split}#dataset")
+    """The bundle's dataset of ``split`` (``train`` or ``validate``) uncached: its items, transforms and 2.5D
+    stacking as configured, each item loaded when drawn."""
+    return parser.get_parsed_content("data").uncached_dataset(split_items(parser, split), parser.get_parsed_content(f"{split}#preprocessing"))
 
 
 def held_batches(parser, split: str, count: int = HELD_BATCHES) -> list[dict]:
@@ -496,18 +500,17 @@ class NaiveSlices:
 
     Item: ``(image (C, H, W) float32, label (1, H, W))``. The image files of an item (one, or a 2.5D list)
     are resized to ``size`` (bilinear) when they differ, concatenated channel-first, reduced to ``channels``
-    (all when None), scaled to [0, 1] and, with ``mean``/``std``, normalised, then given to ``normalise`` (the recipe's
+    (all when None), scaled to [0, 1], then given to ``normalise`` (the recipe's
     ``intensity_normalisation`` transforms on ``{"image": array}``) when there is one; the mask (nearest) becomes class
     indices ``0..len(label_values)-1`` as ``label_dtype``. With ``crop`` smaller than ``size``, a random
     ``crop``-sized window of both.
     """
 
-    def __init__(self, items, channels=None, size=None, crop=None, label_values=(0, 255), mean=None, std=None, normalise=None,
-                 label_dtype="float32"):
+    def __init__(self, items, channels=None, size=None, crop=None, label_values=(0, 255), normalise=None, label_dtype="float32"):
         import numpy as np
 
         self.items, self.channels, self.size, self.crop = items, channels, size, crop
-        self.label_values, self.mean, self.std, self.normalise, self.label_dtype = np.asarray(label_values), mean, std, normalise, label_dtype
+        self.label_values, self.normalise, self.label_dtype = np.asarray(label_values), normalise, label_dtype
         self.rng = np.random.default_rng(0)
 
     def __len__(self) -> int:
@@ -533,8 +536,6 @@ class NaiveSlices:
         image = np.concatenate([self._read(path, Image.Resampling.BILINEAR) for path in paths]).astype(np.float32) / 255.0
         if self.channels is not None:
             image = image[self.channels]
-        if self.mean is not None:
-            image = (image - self.mean) / self.std
         if self.normalise is not None:
             image = np.asarray(self.normalise({"image": image})["image"], dtype=np.float32)
         label = np.searchsorted(self.label_values, self._read(item["label"], Image.Resampling.NEAREST)).astype(self.label_dtype)
@@ -558,13 +559,11 @@ def naive_dataset(parser, split: str) -> tuple:
     sample = sample[0] if isinstance(sample, list) else sample
     normalisation = setting("intensity_normalisation")  # parsed once: each parse builds new transforms
     dataset = NaiveSlices(
-        parser.get_parsed_content(f"{split}#dataset#data"),
+        split_items(parser, split),
         channels=setting("input_channels") or setting("image_channels"),  # input_channels: LGG's channels of a 2.5D stack
         size=setting("image_size"),
         crop=list(sample["image"].shape[1:]),
         label_values=parser.get_parsed_content("label_values"),
-        mean=setting("intensity_mean"),
-        std=setting("intensity_std"),
         normalise=Compose(normalisation) if normalisation else None,
         label_dtype=str(sample["label"].dtype).replace("torch.", ""),
     )

@@ -1,18 +1,20 @@
 """Which config files make up each workflow of a bundle, and the plain ``monai.bundle`` command for it.
 
-An LGG bundle's ``configs/train.json`` holds its recipe and names its shared machinery in
-``base_config`` (``bundles/lgg_common.json``). The files merge in this order:
+A bundle's ``configs/train.json`` holds its recipe and names its dataset family (``"family": "lgg"`` or
+``"oasis"``). The machinery every bundle shares is ``bundles/common.json``; what is specific to a family
+(its data component ``@data``, classes, post-processing) is ``bundles/<family>.json``. The files merge in
+this order:
 
-- train:              ``configs/train.json``, base
-- evaluate:           ``configs/train.json``, base, ``configs/evaluate.json``
-- inference:          ``configs/train.json``, base, ``configs/inference.json``
-- multi_gpu_train:    ``configs/train.json``, base, ``bundles/multi_gpu.json``, ``configs/multi_gpu_train.json``
-- multi_gpu_evaluate: ``configs/train.json``, base, ``bundles/multi_gpu.json``, ``configs/multi_gpu_evaluate.json``
+- train:              ``configs/train.json``, ``common.json``, ``<family>.json``
+- evaluate:           the same, then ``configs/evaluate.json``
+- inference:          the same, then ``configs/inference.json``
+- multi_gpu_train:    the same, then ``bundles/multi_gpu.json``, ``configs/multi_gpu_train.json``
+- multi_gpu_evaluate: the same, then ``bundles/multi_gpu.json``, ``configs/multi_gpu_evaluate.json``
 
-(OASIS has no base: its ``train.json`` holds the whole recipe.) The multi-GPU modes run under ``torchrun``.
-
-The recipe comes first so that MONAI takes ``metadata.json`` and ``logging.conf`` from the bundle's own
-``configs/`` folder; the workflow file comes last so that it picks the ``initialize``/``run`` steps.
+The multi-GPU modes run under ``torchrun``. The recipe comes first so that MONAI takes ``metadata.json`` and
+``logging.conf`` from the bundle's own ``configs/`` folder; the family file after the common one, so that its
+``#`` keys (e.g. ``validate#postprocessing``) land in the common sections; the workflow file last, so that it
+picks the ``initialize``/``run`` steps.
 """
 
 from __future__ import annotations
@@ -21,23 +23,34 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["MODES", "MULTI_GPU_MODES", "config_files", "bundle_command"]
+from pipelines.errors import InputError
+
+__all__ = ["FAMILIES", "MODES", "MULTI_GPU_MODES", "bundle_family", "config_files", "bundle_command"]
 
 MODES = ("train", "evaluate", "inference")
 MULTI_GPU_MODES = ("multi_gpu_train", "multi_gpu_evaluate")
 MULTI_GPU = "multi_gpu.json"  # in the bundles/ folder, shared by every bundle
+COMMON = "common.json"  # in the bundles/ folder: the machinery of every bundle
+FAMILIES = ("lgg", "oasis")  # each with bundles/<family>.json and pipelines/data/<family>.py
+
+
+def bundle_family(bundle_dir: str | Path) -> str:
+    """The dataset family that the recipe ``bundle_dir/configs/train.json`` names (one of :data:`FAMILIES`)."""
+    recipe = Path(bundle_dir) / "configs" / "train.json"
+    family = json.loads(recipe.read_text()).get("family")
+    if family not in FAMILIES:
+        raise InputError(f"{recipe}: \"family\" is {family!r}; expected one of {', '.join(FAMILIES)}")
+    return family
 
 
 def config_files(bundle_dir: str | Path, mode: str) -> list[Path]:
     """Config files of ``mode`` for the bundle at ``bundle_dir`` (``bundles/<name>``), in merge order."""
     if mode not in MODES + MULTI_GPU_MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES + MULTI_GPU_MODES)}")
-    configs = Path(bundle_dir) / "configs"
-    recipe = configs / "train.json"
-    base = json.loads(recipe.read_text()).get("base_config")
-    files = [recipe] + ([Path(bundle_dir).parents[1] / base] if base else [])
+    configs, shared = Path(bundle_dir) / "configs", Path(bundle_dir).parent
+    files = [configs / "train.json", shared / COMMON, shared / f"{bundle_family(bundle_dir)}.json"]
     if mode in MULTI_GPU_MODES:
-        files.append(Path(bundle_dir).parent / MULTI_GPU)
+        files.append(shared / MULTI_GPU)
     return files + ([configs / f"{mode}.json"] if mode != "train" else [])
 
 

@@ -10,6 +10,8 @@ import pytest
 from bundle_utils import REPO
 from monai.bundle import verify_metadata, verify_net_in_out
 
+from pipelines.bundles import config_files
+
 SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"  # of ../shared/reference/meta_schema_20240725.json
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
@@ -32,7 +34,8 @@ def test_verify_metadata_offline(bundle):
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
 def test_verify_net_in_out(bundle):
     configs = bundle / "configs"
-    verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "train.json"))
+    recipe = [str(path) for path in config_files(bundle, "train")]  # the recipe and the shared files it merges with
+    verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=recipe)
 
 
 def test_schema_is_the_published_one():

@@ -1,27 +1,45 @@
-"""The LGG bundles share one machinery file; each bundle's own files hold only its recipe and workflow choice."""
+"""Every bundle shares one machinery file and its family's file; each bundle's own files hold only its recipe
+(which names the family) and its workflow choice."""
 
 import json
 
 import pytest
 from bundle_utils import REPO
 
-from pipelines.bundles import config_files
+from pipelines.bundles import FAMILIES, bundle_family, config_files
+from pipelines.errors import InputError
 
-COMMON = REPO / "bundles" / "lgg_common.json"
-LGG_BUNDLES = sorted(p for p in (REPO / "bundles").glob("lgg_*") if p.is_dir())
+SHARED = REPO / "bundles"
+COMMON = SHARED / "common.json"
+ALL_BUNDLES = sorted(p for p in SHARED.iterdir() if p.is_dir())
 
 
 def keys(path):
     return set(json.loads(path.read_text())) - {"_desc_"}
 
 
-@pytest.mark.parametrize("bundle", LGG_BUNDLES, ids=lambda p: p.name)
-def test_recipe_and_common_machinery_do_not_overlap(bundle):
-    # the recipe is merged first, so a key defined in both would be silently replaced by the common one
-    assert keys(bundle / "configs" / "train.json") & keys(COMMON) == set()
+def top_level(path):
+    """The top-level ids a file sets, a ``#`` key counted as its first part."""
+    return {key.split("#")[0] for key in keys(path)}
 
 
-ALL_BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if p.is_dir())
+@pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
+def test_recipe_and_shared_files_do_not_overlap(bundle):
+    # the recipe is merged first, so a key defined in it and in a shared file would be silently replaced
+    family = SHARED / f"{bundle_family(bundle)}.json"
+    assert keys(bundle / "configs" / "train.json") & (top_level(COMMON) | top_level(family)) == set()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_family_file_adds_to_the_common_sections_and_replaces_none(family):
+    """A family's ``#`` keys land inside the common sections (merged after them); its plain keys are its own."""
+    common = json.loads(COMMON.read_text())
+    for key in keys(SHARED / f"{family}.json"):
+        section, _, rest = key.partition("#")
+        if rest:
+            assert section in common and rest.split("#")[0] not in common[section], key
+        else:
+            assert key not in common, key
 
 
 @pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
@@ -32,10 +50,20 @@ def test_workflow_files_only_pick_the_workflow(bundle):
         assert keys(bundle / "configs" / f"{mode}.json") == {"initialize", "run", "finalize"}
 
 
-@pytest.mark.parametrize("bundle", LGG_BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
 def test_config_files_in_merge_order(bundle):
-    assert config_files(bundle, "train") == [bundle / "configs" / "train.json", COMMON]
-    assert config_files(bundle, "evaluate")[-1] == bundle / "configs" / "evaluate.json"
-    assert config_files(bundle, "multi_gpu_evaluate")[2:] == [REPO / "bundles" / "multi_gpu.json", bundle / "configs" / "multi_gpu_evaluate.json"]
+    family = SHARED / f"{bundle_family(bundle)}.json"
+    assert config_files(bundle, "train") == [bundle / "configs" / "train.json", COMMON, family]
+    assert config_files(bundle, "evaluate") == [bundle / "configs" / "train.json", COMMON, family, bundle / "configs" / "evaluate.json"]
+    assert config_files(bundle, "multi_gpu_evaluate")[3:] == [SHARED / "multi_gpu.json", bundle / "configs" / "multi_gpu_evaluate.json"]
     with pytest.raises(ValueError, match="unknown mode"):
         config_files(bundle, "predict")
+
+
+def test_the_recipe_names_its_family(tmp_path):
+    assert {bundle.name: bundle_family(bundle) for bundle in ALL_BUNDLES} == {
+        "lgg_best": "lgg", "lgg_unet_augment": "lgg", "lgg_unet_bce": "lgg", "lgg_unet_dicece_rgb": "lgg", "lgg_unet_small": "lgg", "oasis_unet": "oasis"}
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.json").write_text('{"family": "brats"}')
+    with pytest.raises(InputError, match=r"train.json: \"family\" is 'brats'; expected one of lgg, oasis"):
+        bundle_family(tmp_path)

@@ -50,7 +50,7 @@ def test_lgg_cache_is_uint8_and_validation_input_unchanged(bundle, image_size, l
     train = config.get_parsed_content("train#dataset")
     assert {key: train._cache[0][key].dtype for key in ("image", "label")} == {"image": torch.uint8, "label": torch.uint8}
     assert train[0]["image"].shape == (3, *image_size) and train[0]["image"].dtype == torch.float32
-    item = config.get_parsed_content("validate#dataset#data")[5]
+    item = config.get_parsed_content("data").datalist("val")[5]
     before = float_at_load(["image", "label"], SelectChannelsd("image", [0, 1, 2]),
                            ScaleIntensityRanged(["image", "label"], a_min=0, a_max=255, b_min=0.0, b_max=1.0),
                            Resized("image", spatial_size=image_size, mode="bilinear"))(dict(item))
@@ -87,9 +87,9 @@ def test_oasis_cache_is_uint8_and_input_unchanged(oasis_demo_root, oasis_demo_ma
     config = bundle_config("oasis_unet", dataset_dir=str(oasis_demo_root), manifest=str(oasis_demo_manifest), num_workers=0)
     train = config.get_parsed_content("train#dataset")
     assert {key: train._cache[0][key].dtype for key in ("image", "label")} == {"image": torch.uint8, "label": torch.uint8}
-    item = config.get_parsed_content("validate#dataset#data")[3]
+    item = config.get_parsed_content("data").datalist("val")[3]
     before = float_at_load("image", ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
                            NormalizeIntensityd("image", subtrahend=0.1317, divisor=0.1864))(dict(item))
-    now = config.get_parsed_content("preprocessing")(dict(item))
+    now = config.get_parsed_content("validate#preprocessing")(dict(item))
     assert torch.equal(now["image"].as_tensor(), before["image"].as_tensor())
-    assert torch.equal(train[0]["image"], config.get_parsed_content("preprocessing")(dict(train.data[0]))["image"].as_tensor())
+    assert torch.equal(train[0]["image"], config.get_parsed_content("validate#preprocessing")(dict(train.data[0]))["image"].as_tensor())

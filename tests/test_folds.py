@@ -128,7 +128,8 @@ def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo)
     parser = ConfigParser()
     parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
     parser.update({"dataset_dir": str(root), "manifest": str(manifest), "fold": 1, "folds": 3, "fold_validation": "test"})
-    validated, trained = (subjects_of(parser.get_parsed_content(f"{part}#dataset#data")) for part in ("validate", "train"))
+    data = parser.get_parsed_content("data")
+    validated, trained = (subjects_of(data.datalist(split)) for split in (parser.get_parsed_content("validate#split"), "train"))
     fold_of = assign_folds(subjects_of(load_split(manifest, root, ["train", "val"])), 3)
     assert validated == {s for s, k in fold_of.items() if k == 1} and trained == {s for s, k in fold_of.items() if k != 1}
     assert not (validated | trained) & subjects_of(load_split(manifest, root, "test"))  # the manifest's test patients neither train nor validate

@@ -13,6 +13,7 @@ from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from pipelines.bundles import config_files
 from pipelines.cli import main
 from pipelines.data.demo import make_oasis_demo
 from pipelines.data.manifest import split_summary, validate_manifest, write_manifest
@@ -32,7 +33,7 @@ def small(tmp_path):
 
 def bundle_config() -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(TRAIN_JSON)
+    parser.read_config([str(path) for path in config_files(REPO / "bundles" / "oasis_unet", "train")])
     return parser
 
 
@@ -180,7 +181,7 @@ def test_label_values_round_trip_through_the_bundle(oasis_demo_root, tmp_path):
     assert config["label_values"] == list(LABEL_VALUES) and config["class_names"] == list(CLASS_NAMES)
     image = oasis_demo_root / "keras_png_slices_test/case_005_slice_3.nii.png"
     mask = oasis_demo_root / "keras_png_slices_seg_test/seg_005_slice_3.nii.png"
-    item = config.get_parsed_content("preprocessing")({"image": str(image), "label": str(mask), "subject": "005", "slice": 3})
+    item = config.get_parsed_content("validate#preprocessing")({"image": str(image), "label": str(mask), "subject": "005", "slice": 3})
     original = np.asarray(Image.open(mask))
     assert item["label"].dtype == torch.uint8 and item["label"].shape == (1, 256, 256)
     np.testing.assert_array_equal(item["label"][0].numpy().T, np.searchsorted(LABEL_VALUES, original))  # MONAI's PIL order is (W, H)

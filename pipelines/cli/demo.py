@@ -12,14 +12,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from pipelines.bundles import MODES, bundle_command
+from pipelines.bundles import MODES, bundle_command, bundle_family
 from pipelines.data.demo import make_lgg_demo, make_oasis_demo
 from pipelines.errors import InputError
 from pipelines.report import write_report
 
 __all__ = ["run_demo", "main"]
 
-# bundle family (the bundle name up to its first "_") -> demo data generator, its checked-in manifest, and the
+# bundle family (the recipe's "family") -> demo data generator, its checked-in manifest, and the
 # training overrides that let a few epochs on a few dozen slices learn something on a 2-core CPU (smaller
 # batches so that an epoch has several steps, a larger learning rate, LGG at half resolution)
 DEMOS = {
@@ -34,10 +34,7 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/de
     bundle_dir = Path("bundles") / bundle
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise InputError(f"bundle {bundle_dir}: no configs/train.json (run from the repository root)")
-    family = bundle.split("_", 1)[0]
-    if family not in DEMOS:
-        raise InputError(f"bundle {bundle}: no demo data for bundles named {family}_*; known: {', '.join(f'{name}_*' for name in DEMOS)}")
-    make_demo, demo_manifest, demo_settings = DEMOS[family]
+    make_demo, demo_manifest, demo_settings = DEMOS[bundle_family(bundle_dir)]
     dataset_dir = make_demo(data_dir)
     run_dir = Path(out) / bundle
     overrides = {"dataset_dir": dataset_dir, "manifest": demo_manifest, "ckpt_dir": run_dir / "models",

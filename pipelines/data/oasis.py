@@ -1,4 +1,6 @@
-"""The OASIS preprocessed PNG slices (``keras_png_slices_data``): manifest builder, mask-value check, folder listing.
+"""The OASIS family, preprocessed PNG slices (``keras_png_slices_data``): manifest builder, mask-value check,
+folder listing, and :class:`OasisData`, the one object the ``oasis_unet`` bundle builds (``"data"`` in
+``bundles/oasis.json``) for its datalists, checks, datasets and transforms.
 
 Layout (256x256 grayscale PNGs, 32 slices per case)::
 
@@ -26,11 +28,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai.data import CacheDataset, Dataset
+from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapLabelValued
 
+import transforms
+from pipelines.data.datalist import check_manifest, load_split
 from pipelines.data.manifest import SPLITS, dataset_root, read_mask, validate_manifest
 from pipelines.errors import InputError
 
-__all__ = ["LABEL_VALUES", "CLASS_NAMES", "FOLDER_SPLITS", "build_oasis", "check_mask_values", "load_folder"]
+__all__ = ["LABEL_VALUES", "CLASS_NAMES", "FOLDER_SPLITS", "OasisData", "build_oasis", "check_mask_values", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,3 +172,69 @@ def _mask_values(mask_file: Path) -> np.ndarray:
         raise InputError(f"{mask_file}: unexpected mask values {shown} (allowed: {', '.join(map(str, LABEL_VALUES))} "
                          "= background, CSF, grey matter, white matter)")
     return found
+
+
+class OasisData:
+    """Datalists, checks, cached datasets and transforms of one OASIS run (the interface of
+    :class:`pipelines.data.lgg.LggData`, which the shared machinery ``bundles/common.json`` calls).
+
+    Args:
+        manifest, dataset_dir: the manifest CSV and the root its paths are relative to.
+        label_values: the mask values of classes 0..C-1 (:data:`LABEL_VALUES`); masks become class indices, uint8.
+        num_workers: threads that fill the caches.
+        device: where the training cache's tensors live (the GPU when there is one).
+    """
+
+    validation_split = "val"
+
+    def __init__(self, manifest: str | os.PathLike, dataset_dir: str | os.PathLike, label_values: Sequence[int] = LABEL_VALUES,
+                 num_workers: int = 0, device: torch.device | str = "cpu") -> None:
+        self.manifest, self.dataset_dir, self.label_values = manifest, dataset_dir, list(label_values)
+        self.num_workers, self.device = num_workers, device
+
+    @property
+    def facts(self) -> dict:
+        """What a run's summaries record about its data: the manifest."""
+        return {"manifest": self.manifest}
+
+    def check(self, splits: Sequence[str]) -> None:
+        """Raise an :class:`~pipelines.errors.InputError` unless the manifest and the masks of ``splits`` fit."""
+        check_manifest(self.manifest, self.dataset_dir, list(splits))
+        check_mask_values(self.manifest, self.dataset_dir, list(splits))
+
+    def datalist(self, split: str) -> list[dict]:
+        """Items of ``split`` (see :func:`pipelines.data.datalist.load_split`)."""
+        return load_split(self.manifest, self.dataset_dir, split)
+
+    def inference_datalist(self, input_dir: str, split: str) -> list[dict]:
+        """The ``case_*`` slices below ``input_dir`` when it is set (:func:`load_folder`), else the items of ``split``."""
+        return load_folder(input_dir) if input_dir else self.datalist(split)
+
+    def dataset(self, split: str, transform: Compose) -> CacheDataset:
+        """The cached dataset of ``split``."""
+        return CacheDataset(data=self.datalist(split), transform=transform, cache_rate=1.0, copy_cache=False, num_workers=self.num_workers)
+
+    @staticmethod
+    def uncached_dataset(datalist: list[dict], transform: Compose) -> Dataset:
+        """A dataset over ``datalist`` that loads each item when it is drawn."""
+        return Dataset(data=datalist, transform=transform)
+
+    def load_transforms(self) -> list:
+        """Read image and mask as uint8 ``(1, H, W)``; the mask's values become class indices 0..C-1."""
+        return [
+            LoadImaged(keys=["image", "label"], reader="PILReader", image_only=True, dtype=np.uint8, allow_missing_keys=True),
+            EnsureChannelFirstd(keys=["image", "label"], allow_missing_keys=True),
+            MapLabelValued(keys="label", orig_labels=self.label_values, target_labels=list(range(len(self.label_values))), dtype=np.uint8,
+                           allow_missing_keys=True),
+        ]
+
+    def training_transforms(self, intensity_normalisation: list, augmentation: list) -> Compose:
+        """Load (cached as uint8 on ``device``), then at each draw the image as float in [0, 1], the recipe's
+        ``intensity_normalisation`` and ``augmentation``, and onto ``device``."""
+        to_device = EnsureTyped(keys=["image", "label"], device=self.device, track_meta=False)
+        return Compose(self.load_transforms() + [to_device, transforms.Uint8ToFloatd(keys="image")] + list(intensity_normalisation)
+                       + list(augmentation) + [to_device])
+
+    def evaluation_transforms(self, intensity_normalisation: list) -> Compose:
+        """The network's input: the image as float in [0, 1], then the recipe's ``intensity_normalisation``."""
+        return Compose(self.load_transforms() + [transforms.Uint8ToFloatd(keys="image")] + list(intensity_normalisation))

@@ -4,7 +4,7 @@
 ``multi_gpu_evaluate.json`` picks the workflow::
 
     torchrun --standalone --nproc_per_node=2 -m monai.bundle run --config_file \\
-        "['bundles/lgg_unet_bce/configs/train.json','bundles/lgg_common.json','bundles/multi_gpu.json','bundles/lgg_unet_bce/configs/multi_gpu_train.json']"
+        "['bundles/lgg_unet_bce/configs/train.json','bundles/common.json','bundles/lgg.json','bundles/multi_gpu.json','bundles/lgg_unet_bce/configs/multi_gpu_train.json']"
 
 Each process drives ``cuda:LOCAL_RANK`` (NCCL), or the CPU (gloo) when there is no GPU. Every function
 also works in a single process without ``torchrun``: rank 0 of a world of one.
