@@ -1,13 +1,15 @@
-"""The one exception type for bad input; the command-line layer (:mod:`pipelines.cli.errors`) shows it as one line."""
+"""The one exception type for bad input, :class:`InputError` (defined in :mod:`pipelines.portable.errors`, which
+exported bundles ship too), and helpers that raise it; the command-line layer (:mod:`pipelines.cli.errors`)
+shows it as one line."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from pipelines.portable.errors import InputError
 
-class InputError(ValueError):
-    """A user-facing input problem; str(err) is ONE line naming the file (and row/column where there is one) and what is wrong."""
+__all__ = ["InputError", "first_line", "existing_dir"]
 
 
 def first_line(err: BaseException) -> str:

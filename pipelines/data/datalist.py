@@ -5,7 +5,8 @@ Two options change what a split holds: ``fold`` replaces the manifest's split co
 cross-validation roles over its train and val rows (:func:`pipelines.data.manifest.fold_splits`; the test rows are
 left out), and ``neighbours`` turns each item into a
 2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.data.datasets.StackedSliceDataset`
-caches each slice once and concatenates a stack's channels when it is drawn).
+caches each slice once and concatenates a stack's channels when it is drawn). The stacks and the folder datalist
+are :mod:`pipelines.portable.datalist`'s, which exported bundles run too.
 A bad manifest or dataset folder raises :class:`~pipelines.errors.InputError` before any image is read or any
 output is written (a bundle run shows it as one ``error:`` line, :mod:`pipelines.cli.errors`).
 """
@@ -15,8 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from pipelines.data.manifest import SPLITS, fold_pool, fold_splits, validate_manifest
 from pipelines.errors import InputError
+from pipelines.portable.datalist import folder_datalist, with_neighbours
 
 __all__ = ["balanced_sampler", "channel_names", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
 
@@ -110,7 +111,7 @@ def load_split(
 
     Returns a list of dicts, one per slice, in manifest order: ``image`` and ``label`` as absolute paths,
     ``subject`` (str), ``slice`` (int), ``diagnosis`` (0/1). With ``neighbours`` > 0, ``image`` is the list
-    of paths of a 2.5D stack (see :func:`_with_neighbours`). ``fold``, ``folds``, ``seed``, ``validation``:
+    of paths of a 2.5D stack (see :func:`with_neighbours`). ``fold``, ``folds``, ``seed``, ``validation``:
     cross-validation fold instead of the split column (see :func:`_rows`).
     """
     root = Path(dataset_dir).resolve()
@@ -124,14 +125,14 @@ def load_split(
         }
         for row in split_rows(manifest, dataset_dir, split, fold, folds, seed, validation)
     ]
-    return _with_neighbours(items, neighbours)
+    return with_neighbours(items, neighbours)
 
 
 def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -> list[int]:
     """Indices of ``channels`` of every slice in the channel-first image ``LoadImaged`` makes of a 2.5D item.
 
     ``LoadImaged`` concatenates the files of an item's ``image`` list along the channel axis, ``bands``
-    channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`_with_neighbours`: the slice
+    channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`with_neighbours`: the slice
     itself, then slice -1, +1, -2, +2, ... E.g. FLAIR (``[1]``) with 1 neighbour each side: ``[1, 4, 7]``.
     With ``neighbours`` 0: ``channels`` unchanged. Exported bundles load stacks that way; the bundles'
     ``StackedSliceDataset`` picks ``channels`` of each file and concatenates them, the same tensor.
@@ -150,29 +151,6 @@ def channel_names(channels: Sequence[int], neighbours: int) -> list[str]:
     return [KAGGLE_3M_SEQUENCES[c] + (f", {position(offset)}" if neighbours else "") for offset in offsets for c in channels]
 
 
-def _with_neighbours(items: list[dict], neighbours: int) -> list[dict]:
-    """Items whose ``image`` is the path list [slice s, s-1, s+1, ..., s-n, s+n] of the same subject (n = ``neighbours``).
-
-    A neighbour the subject lacks (before its first or after its last slice, or in a gap of the slice
-    numbers) is replaced by the nearest slice between it and slice s: edges repeat the edge slice, a lone
-    slice repeats itself. Items of other subjects are never mixed in. ``neighbours`` 0 returns ``items``.
-    """
-    if not isinstance(neighbours, int) or neighbours < 0:
-        raise InputError(f"neighbour_slices {neighbours!r}: expected a whole number of slices on each side, 0 or more")
-    if neighbours == 0:
-        return items
-    images: dict[str, dict[int, str]] = defaultdict(dict)
-    for item in items:
-        images[item["subject"]][item["slice"]] = item["image"]
-
-    def nearest(subject: str, current: int, offset: int) -> str:
-        toward_current = range(offset, 0, -1 if offset > 0 else 1)
-        return next((images[subject][current + d] for d in toward_current if current + d in images[subject]), images[subject][current])
-
-    offsets = [sign * distance for distance in range(1, neighbours + 1) for sign in (-1, 1)]
-    return [{**item, "image": [item["image"], *(nearest(item["subject"], item["slice"], o) for o in offsets)]} for item in items]
-
-
 def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 0) -> WeightedRandomSampler:
     """Sampler that draws items of every value of ``key`` equally often (with replacement).
 
@@ -184,26 +162,15 @@ def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 
     return WeightedRandomSampler(weights, num_samples=len(items), replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
+def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", skip_suffixes: Sequence[str] = ("_mask.tif",), neighbours: int = 0) -> list[dict]:
+    """Items for inference on a folder of slices without a manifest: the datalist an exported bundle makes
+    (:func:`pipelines.portable.datalist.folder_datalist`), with absolute paths.
 
-
-def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", exclude_suffix: str = "_mask", neighbours: int = 0) -> list[dict]:
-    """Items for inference on a folder of slices without a manifest.
-
-    Finds ``pattern`` files below ``input_dir`` (recursively), skipping stems that end with
-    ``exclude_suffix``. ``subject`` is the file's parent folder name and ``slice`` the number that ends
-    the file stem (its rank within the folder when there is none). Returns dicts with ``image``
+    Finds ``pattern`` files below ``input_dir`` (recursively), skipping names that end in one of
+    ``skip_suffixes``. ``subject`` is the file's parent folder name and ``slice`` the number that ends
+    the file stem (its rank among the files found when there is none). Returns dicts with ``image``
     (absolute path, or a 2.5D path list with ``neighbours`` > 0, as :func:`load_split`), ``subject`` and
     ``slice``, sorted by subject then slice.
     """
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise InputError(f"input_dir {input_dir}: no such folder")
-    files = sorted(p for p in root.rglob(pattern) if p.is_file() and not p.stem.endswith(exclude_suffix))
-    if not files:
-        raise InputError(f"input_dir {input_dir}: no '{pattern}' slices found (masks ending in '{exclude_suffix}' are skipped)")
-    items = []
-    for rank, path in enumerate(files):
-        number = _TRAILING_NUMBER.search(path.stem)
-        items.append({"image": str(path.resolve()), "subject": path.parent.name, "slice": int(number.group(1)) if number else rank})
-    return _with_neighbours(sorted(items, key=lambda item: (item["subject"], item["slice"])), neighbours)
+    items = folder_datalist(input_dir, pattern, skip_suffixes, option="input_dir")
+    return with_neighbours([{**item, "image": str(Path(item["image"]).resolve())} for item in items], neighbours)

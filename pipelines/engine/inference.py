@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 from ignite.engine import Engine, Events
-from monai.data import PILWriter
-from monai.utils import convert_to_numpy
 
 from pipelines.atomic import save_atomic
 from pipelines.engine.distributed import gather, is_rank_zero
 from pipelines.engine.evaluation import slices_by_subject
+from pipelines.portable.masks import postprocess_volume, write_mask
 
 __all__ = ["PredictionWriter"]
 
@@ -29,7 +28,8 @@ class PredictionWriter:
     one-hot ``(C, W, H)`` map (C > 1, reduced by argmax), in MONAI's PIL order as loaded, and each batch
     item's ``subject``, ``slice`` and ``image``. At the end of the run it stacks each subject's slices in slice
     order into a ``(1, W, H, S)`` volume of class indices, passes it through ``postprocessing`` when given
-    (e.g. the recipe's ``KeepLargestConnectedComponent``; it must return the same shape), and writes
+    (e.g. the recipe's ``KeepLargestConnectedComponent``; it must return the same shape;
+    :func:`pipelines.portable.masks.postprocess_volume`, as exported bundles do), and writes
 
     - ``masks/<subject>/<image stem>_pred.png``: uint8, class ``k`` stored as ``label_values[k]``
       (``[0, 255]`` for a binary mask, ``[0, 85, 170, 255]`` for the OASIS tissue classes);
@@ -70,13 +70,6 @@ class PredictionWriter:
             image = item["image"].meta["filename_or_obj"] if hasattr(item["image"], "meta") else item["image"]
             self._slices.append((str(item["subject"]), int(item["slice"]), str(image), classes))
 
-    def _volume(self, slices: list[np.ndarray]) -> np.ndarray:
-        """The ``(W, H, S)`` uint8 class indices of a subject's slices (in slice order), after ``postprocessing``."""
-        volume = np.stack(slices, axis=-1)
-        if self.postprocessing is not None:
-            volume = convert_to_numpy(self.postprocessing(torch.from_numpy(volume)[None]))[0].astype(np.uint8)
-        return volume
-
     def _write(self, engine: Engine) -> None:
         by_subject = slices_by_subject(gather(self._slices))
         self._slices = []
@@ -84,7 +77,7 @@ class PredictionWriter:
             return
         rows = []
         for subject, (numbers, images, masks) in by_subject.items():
-            volume = self._volume(list(masks))
+            volume = postprocess_volume(list(masks), self.postprocessing)
             target = self.output_dir / "volumes" / f"{subject}.nii.gz"
             # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
             nifti = nib.Nifti1Image(volume, np.eye(4))
@@ -92,9 +85,7 @@ class PredictionWriter:
             for k, (slice_number, image) in enumerate(zip(numbers, images)):
                 classes = volume[..., k]
                 mask = self.output_dir / "masks" / subject / f"{Path(image).stem}_pred.png"
-                writer = PILWriter(output_dtype=np.uint8, scale=None)
-                writer.set_data_array(self.lookup[classes][None], channel_dim=0)
-                save_atomic(mask, lambda tmp, writer=writer: writer.write(tmp, format="PNG"))
+                save_atomic(mask, lambda tmp, values=self.lookup[classes]: write_mask(values, tmp))
                 row = {"subject": subject, "slice": slice_number, "image": image, "prediction": str(mask), "volume": str(target)}
                 row.update({f"pixels_{name}": int((classes == c).sum()) for c, name in enumerate(self.class_names) if c > 0})
                 rows.append(row)

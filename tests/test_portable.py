@@ -1,0 +1,147 @@
+"""pipelines.portable: the code an exported bundle ships as scripts/ and the project runs too (checksum, folder
+datalist and 2.5D stacks, channel selection, masks and their 3D post-processing, the input-error type and hook)."""
+
+import ast
+import hashlib
+import sys
+
+import numpy as np
+import pytest
+from bundle_utils import REPO
+from monai.transforms import KeepLargestConnectedComponent
+from PIL import Image
+
+import pipelines.cli.errors
+from pipelines.errors import InputError
+from pipelines.portable import errors
+from pipelines.portable.checksum import file_sha256, verified_model_file
+from pipelines.portable.datalist import find_slices, folder_datalist, numbered_slices, with_neighbours
+from pipelines.portable.masks import postprocess_volume, postprocess_written_masks, read_mask, write_mask
+
+PORTABLE = REPO / "pipelines" / "portable"
+
+
+def items(*slices_of: tuple[str, list[int]]) -> list[dict]:
+    return [{"image": f"{subject}/{k}.tif", "subject": subject, "slice": k} for subject, numbers in slices_of for k in numbers]
+
+
+def stacks(stacked: list[dict]) -> dict[tuple[str, int], list[str]]:
+    return {(item["subject"], item["slice"]): item["image"] for item in stacked}
+
+
+def test_neighbour_stacks_repeat_edges_fill_gaps_towards_the_slice_and_never_mix_subjects():
+    stacked = stacks(with_neighbours(items(("A", [1, 2, 5]), ("B", [3])), 2))  # order: s, s-1, s+1, s-2, s+2
+    assert stacked[("A", 1)] == ["A/1.tif", "A/1.tif", "A/2.tif", "A/1.tif", "A/2.tif"]
+    assert stacked[("A", 2)] == ["A/2.tif", "A/1.tif", "A/2.tif", "A/1.tif", "A/2.tif"]  # 3 and 4 missing: 2 itself
+    assert stacked[("A", 5)] == ["A/5.tif", "A/5.tif", "A/5.tif", "A/5.tif", "A/5.tif"]  # 4 and 3 missing, nothing after
+    assert stacked[("B", 3)] == ["B/3.tif"] * 5  # a lone slice
+
+
+def test_without_neighbours_the_items_stay_as_they_are():
+    listed = items(("A", [1, 2]))
+    assert with_neighbours(listed, 0) is listed
+
+
+@pytest.mark.parametrize("neighbours", [-1, 1.5, "1"])
+def test_neighbours_must_be_a_whole_number_of_slices(neighbours):
+    with pytest.raises(InputError, match=r"^neighbour_slices .*: expected a whole number of slices on each side, 0 or more$"):
+        with_neighbours(items(("A", [1])), neighbours)
+
+
+def test_slices_are_found_below_the_folder_numbered_and_sorted_by_subject_then_slice(tmp_path):
+    for name in ("P2/P2_10.tif", "P2/P2_9.tif", "P2/P2_9_mask.tif", "P1/P1_1.tif", "P1/notes.txt", "P1/deeper/Q_3.tif", "P3/b.tif", "P3/a.tif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    paths = find_slices(tmp_path, "*.tif", ["_mask.tif"])
+    assert paths == sorted(paths) and all(path.startswith(str(tmp_path)) for path in paths) and len(paths) == 6
+    listed = [(item["subject"], item["slice"], item["image"].removeprefix(f"{tmp_path}/")) for item in numbered_slices(paths)]
+    assert listed == [("P1", 1, "P1/P1_1.tif"), ("P2", 9, "P2/P2_9.tif"), ("P2", 10, "P2/P2_10.tif"), ("P3", 4, "P3/a.tif"), ("P3", 5, "P3/b.tif"),
+                      ("deeper", 3, "P1/deeper/Q_3.tif")]  # a name without a number: its rank among the paths found
+
+
+def test_a_relative_folder_gives_relative_paths(tmp_path, monkeypatch):
+    (tmp_path / "data" / "P1").mkdir(parents=True)
+    (tmp_path / "data" / "P1" / "P1_1.tif").touch()
+    monkeypatch.chdir(tmp_path)
+    assert folder_datalist("data", "*.tif", neighbours=1) == [{"image": ["data/P1/P1_1.tif"] * 3, "subject": "P1", "slice": 1}]
+
+
+def test_a_missing_or_empty_folder_is_one_line_naming_the_setting(tmp_path):
+    with pytest.raises(InputError, match=r"^dataset_dir '': no such folder$"):
+        folder_datalist("", "*.tif")
+    (tmp_path / "P1").mkdir()
+    (tmp_path / "P1" / "P1_1_mask.tif").touch()
+    with pytest.raises(InputError) as err:
+        folder_datalist(tmp_path, "*.tif", ["_mask.tif"], option="input_dir")
+    assert str(err.value) == f"input_dir {tmp_path}: no '*.tif' slices found (names ending in '_mask.tif' are skipped)"
+    with pytest.raises(InputError, match=r"no 'case_\*.png' slices found$"):
+        folder_datalist(tmp_path, "case_*.png")
+
+
+def test_the_checksum_check_names_the_file_and_what_is_wrong(tmp_path):
+    model = tmp_path / "model.pt2"
+    model.write_bytes(b"x" * (3 << 20))  # more than one block
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert file_sha256(model) == sha and verified_model_file(str(model), sha) == str(model)
+    with pytest.raises(InputError) as err:
+        verified_model_file(str(model), sha.replace(sha[0], "0" if sha[0] != "0" else "1"))
+    assert str(err.value) == f"{model}: SHA-256 is not the one recorded at export (file damaged or replaced); extract the bundle again"
+    with pytest.raises(InputError) as err:
+        verified_model_file(str(tmp_path / "missing.pt2"), sha)
+    assert str(err.value) == f"{tmp_path / 'missing.pt2'}: no such file (run from the bundle folder or pass --bundle_root DIR)"
+
+
+def test_masks_round_trip_in_monai_pil_order(tmp_path):
+    mask = np.zeros((5, 3), np.uint8)  # (W, H): written as a 3-row, 5-column PNG
+    mask[4, 0] = 255
+    write_mask(mask, tmp_path / "m.tmp")  # PNG whatever the suffix
+    assert np.asarray(Image.open(tmp_path / "m.tmp")).shape == (3, 5)
+    assert np.array_equal(read_mask(tmp_path / "m.tmp"), mask) and read_mask(tmp_path / "m.tmp").dtype == np.uint8
+
+
+def test_volume_postprocessing_keeps_the_largest_3d_component():
+    blob, speck = np.zeros((6, 6), np.uint8), np.zeros((6, 6), np.uint8)
+    blob[1:3, 1:3], speck[5, 5] = 255, 255
+    volume = postprocess_volume([blob, blob, speck], KeepLargestConnectedComponent())
+    assert volume.shape == (6, 6, 3) and volume.dtype == np.uint8
+    assert np.array_equal(volume[..., 0], blob) and not volume[..., 2].any()
+    assert np.array_equal(postprocess_volume([blob, speck], None), np.stack([blob, speck], -1))
+
+
+@pytest.mark.parametrize("postprocessing", [KeepLargestConnectedComponent(), None])
+def test_written_masks_are_postprocessed_per_subject_in_slice_order(tmp_path, postprocessing):
+    """A speck on slice 3 of P1 is left out of P1's largest component; P2's lone speck is its own largest one."""
+    blob, speck = np.zeros((6, 6), np.uint8), np.zeros((6, 6), np.uint8)
+    blob[1:3, 1:3], speck[5, 5] = 255, 255
+    for subject, masks in (("P1", {1: blob, 2: blob, 3: speck}), ("P2", {1: speck})):
+        for k, mask in masks.items():
+            write_mask(mask, tmp_path / f"{subject}_{k}_pred.png")
+    datalist = [{"image": [f"{subject}_{k}.tif", "neighbour.tif"], "subject": subject, "slice": k} for subject, k in (("P1", 3), ("P2", 1), ("P1", 1), ("P1", 2))]
+    postprocess_written_masks(datalist, lambda image: str(tmp_path / image.replace(".tif", "_pred.png")), postprocessing)
+    assert read_mask(tmp_path / "P1_3_pred.png").any() == (postprocessing is None)
+    assert np.array_equal(read_mask(tmp_path / "P1_1_pred.png"), blob) and read_mask(tmp_path / "P2_1_pred.png").any()
+
+
+def test_the_command_line_installs_the_portable_hook_once():
+    errors.install_excepthook()
+    assert sys.excepthook is errors.excepthook is pipelines.cli.errors.excepthook
+    assert errors._previous_excepthook is not errors.excepthook
+    assert errors.input_error_in(RuntimeError("no input error")) is None
+    try:
+        try:
+            raise InputError("x.csv: bad")
+        except InputError as err:
+            raise RuntimeError("Failed to evaluate") from err  # as MONAI wraps what a config expression raises
+    except RuntimeError as wrapped:
+        assert errors.error_line(errors.input_error_in(wrapped)) == "error: x.csv: bad"
+
+
+def test_the_package_imports_only_the_standard_library_numpy_torch_monai_and_itself():
+    """What lets an exported bundle run it without the project; its errors module, which the command line imports, not even those."""
+    for module in PORTABLE.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {alias.name.partition(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.partition(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+        allowed = set(sys.stdlib_module_names) | ({"__future__"} if module.name == "errors.py" else {"numpy", "torch", "monai"})
+        assert imported <= allowed, (module.name, imported - allowed)
+
