@@ -1,5 +1,7 @@
-"""Shared fixtures: the synthetic LGG (kaggle_3m layout) and OASIS (keras_png_slices_data layout) demo datasets and their manifests."""
+"""Shared fixtures: the synthetic LGG (kaggle_3m layout) and OASIS (keras_png_slices_data layout) demo datasets and their
+manifests; an exported bundle's ``scripts`` package made importable in this process."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,20 @@ def oasis_demo_root(tmp_path_factory) -> Path:
 def oasis_demo_manifest(oasis_demo_root, tmp_path_factory) -> Path:
     """Manifest CSV of ``oasis_demo_root`` (cases 001-003 train, 004 val, 005 test), paths relative to that root."""
     return write_manifest(build_oasis(oasis_demo_root), tmp_path_factory.mktemp("oasis_demo_manifest") / "oasis_demo.csv")
+
+
+@pytest.fixture
+def import_scripts_from(monkeypatch):
+    """``import_scripts_from(folder)``: ``import scripts`` finds ``<folder>/scripts`` (an exported bundle's), as for
+    ``python -m monai.bundle`` run in that folder. Undone after the test, with the excepthook that importing it installs."""
+    def forget() -> None:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "scripts"]:
+            del sys.modules[name]
+
+    def import_from(folder: Path) -> None:
+        forget()
+        monkeypatch.syspath_prepend(str(folder))
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    yield import_from
+    forget()

@@ -24,7 +24,7 @@ from PIL import Image
 
 from pipelines.cli import main
 from pipelines.errors import InputError
-from pipelines.export.bundle import _export, summary_metrics
+from pipelines.export.bundle import PORTABLE, _export, summary_metrics
 
 SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"
@@ -93,8 +93,11 @@ def masks(folder) -> dict[str, np.ndarray]:
 def test_zip_holds_a_complete_bundle(lgg):
     names = set(zipfile.ZipFile(lgg.archive).namelist())
     expected = ["configs/metadata.json", "configs/inference.json", "configs/logging.conf", "configs/train.json", "configs/evaluate.json",
-                "configs/lgg_common.json", "models/model.pt", "models/model.pt2", "docs/README.md", "LICENSE"]
+                "configs/lgg_common.json", "models/model.pt", "models/model.pt2", "docs/README.md", "LICENSE",
+                *(f"scripts/{module}.py" for module in ("__init__", "channels", "checksum", "datalist", "errors", "masks"))]
     assert names == {f"lgg_unet_small/{name}" for name in expected}
+    for module in (lgg.bundle / "scripts").glob("[!_]*.py"):  # the project's own code, not a copy that could drift
+        assert module.read_bytes() == (PORTABLE / module.name).read_bytes()
     inference = (lgg.bundle / "configs" / "inference.json").read_text()
     assert not re.search(r"(?<![\w.])(pipelines|transforms|networks)\.", inference)  # names no project code
     assert json.loads((lgg.bundle / "configs" / "train.json").read_text())["network_def"]["features"] == 4  # the overrides it was trained with
@@ -142,7 +145,7 @@ def test_standalone_inference_writes_the_project_masks(name, request):
         assert set(masks(out / "masks")) == {f"{path.parent.name}/{path.stem}_pred.png" for path in slices}
 
 
-def test_standalone_inference_applies_the_recipe_3d_postprocessing(lgg, lgg_2_5d, tmp_path):
+def test_standalone_inference_applies_the_recipe_3d_postprocessing(lgg, lgg_2_5d, tmp_path, import_scripts_from):
     """lgg_best's ``postprocess_3d`` (largest 3D component per patient folder) runs after the standalone prediction,
     as in the project's PredictionWriter: here on hand-made masks with two components, written where the
     standalone run writes them; lgg_unet_small has none, so its step leaves masks alone."""
@@ -156,6 +159,7 @@ def test_standalone_inference_applies_the_recipe_3d_postprocessing(lgg, lgg_2_5d
             mask = np.zeros((8, 8), np.uint8)
             mask[rows, columns] = 255
             Image.fromarray(mask).save(output / "masks" / "P1" / f"P1_{number}_pred.png")
+        import_scripts_from(exported.bundle)
         parser = ConfigParser()
         parser.read_config(exported.bundle / "configs" / "inference.json")
         parser.update({"bundle_root": str(exported.bundle), "dataset_dir": str(dataset), "output_dir": str(output)})
@@ -167,9 +171,11 @@ def test_standalone_inference_applies_the_recipe_3d_postprocessing(lgg, lgg_2_5d
 
 
 @pytest.mark.parametrize("name", ["lgg", "lgg_2_5d"])
-def test_verify_metadata_and_net_in_out_pass_on_the_unzipped_bundle(name, request):
-    """Also when an override changed the input channels: lgg_best's metadata says 3, its 2.5D export 9."""
+def test_verify_metadata_and_net_in_out_pass_on_the_unzipped_bundle(name, request, import_scripts_from):
+    """Also when an override changed the input channels: lgg_best's metadata says 3, its 2.5D export 9. In this
+    process, as ``python -m monai.bundle verify_net_in_out`` run in the bundle folder: its scripts/ importable."""
     exported = request.getfixturevalue(name)
+    import_scripts_from(exported.bundle)
     configs = exported.bundle / "configs"
     verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(SCHEMA), hash_val=SCHEMA_MD5)
     verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
@@ -187,6 +193,28 @@ def test_tampered_program_stops_inference_before_loading(lgg, tmp_path):
     program.write_bytes(bytes(data))
     result = without_project("run", "--config_file", "configs/inference.json", "--dataset_dir", str(lgg.common["dataset_dir"]), cwd=bundle)
     assert_one_line_error(result, "models/model.pt2", "SHA-256 is not the one recorded at export")
+    assert not (bundle / "eval").exists()
+
+
+@pytest.mark.parametrize("case", ["model file missing", "dataset_dir missing", "no slices"])
+def test_bad_input_to_the_standalone_inference_is_one_line(lgg, tmp_path, case):
+    """The checks of scripts/ raise an InputError; the hook that importing scripts installs prints its one line."""
+    bundle = shutil.copytree(lgg.bundle, tmp_path / "bundle")
+    dataset_dir, fragments = str(lgg.common["dataset_dir"]), {
+        "model file missing": ("models/model.pt2", "no such file (run from the bundle folder or pass --bundle_root DIR)"),
+        "dataset_dir missing": (f"dataset_dir {str(tmp_path / 'nowhere')!r}: no such folder",),
+        "no slices": (f"dataset_dir {tmp_path / 'empty'}: no '*.tif' slices found (names ending in '_mask.tif' are skipped)",),
+    }[case]
+    if case == "model file missing":
+        (bundle / "models" / "model.pt2").unlink()
+    elif case == "dataset_dir missing":
+        dataset_dir = str(tmp_path / "nowhere")
+    else:
+        (tmp_path / "empty" / "P1").mkdir(parents=True)
+        (tmp_path / "empty" / "P1" / "P1_1_mask.tif").touch()  # a mask is no slice
+        dataset_dir = str(tmp_path / "empty")
+    result = without_project("run", "--config_file", "configs/inference.json", "--dataset_dir", dataset_dir, cwd=bundle)
+    assert_one_line_error(result, *fragments)
     assert not (bundle / "eval").exists()
 
 

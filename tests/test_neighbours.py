@@ -13,7 +13,7 @@ from pipelines.data.datalist import KAGGLE_3M_SEQUENCES, channel_names, load_fol
 from pipelines.data.demo import make_lgg_demo
 from pipelines.data.manifest import build_kaggle_3m, write_manifest
 from pipelines.errors import InputError
-from pipelines.export.bundle import RESOURCES
+from pipelines.export.bundle import RESOURCES, write_scripts
 
 from transforms import SelectChannelsd
 
@@ -86,17 +86,18 @@ def test_negative_neighbours_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("neighbours", [0, 1, 2])
-def test_the_exported_inference_stacks_the_same_neighbours(tmp_path, neighbours):
-    """The standalone config's datalist (MONAI config expressions only) gives each slice the stack the project's does."""
-    write_slices(tmp_path, "A", [1, 2, 3, 5])  # a gap at 4
-    write_slices(tmp_path, "B", [7])  # a lone slice
+def test_the_exported_inference_stacks_the_same_neighbours(tmp_path, neighbours, import_scripts_from):
+    """The standalone config's datalist (its scripts package, the project's pipelines/portable) is the project's."""
+    data = tmp_path.resolve() / "slices"  # resolved: the project's paths are
+    write_slices(data, "A", [1, 2, 3, 5])  # a gap at 4
+    write_slices(data, "B", [7])  # a lone slice
+    write_scripts(tmp_path)
+    import_scripts_from(tmp_path)
     config = json.loads((RESOURCES / "export_inference.json").read_text())
     config.update(json.loads((RESOURCES / "export_inference_lgg.json").read_text()))
-    config.update(dataset_dir=str(tmp_path), neighbour_slices=neighbours)
+    config.update(dataset_dir=str(data), neighbour_slices=neighbours)
     exported = ConfigParser(config).get_parsed_content("datalist")
-    project = load_folder(tmp_path, neighbours=neighbours)
-    as_lists = [item["image"] if neighbours else [item["image"]] for item in project]
-    assert sorted(item["image"] for item in exported) == sorted(as_lists) and len(exported) == 5
+    assert exported == load_folder(data, neighbours=neighbours) and len(exported) == 5
 
 
 def test_channel_names_follow_the_stacked_order():

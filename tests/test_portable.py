@@ -1,8 +1,10 @@
 """pipelines.portable: the code an exported bundle ships as scripts/ and the project runs too (checksum, folder
-datalist and 2.5D stacks, channel selection, masks and their 3D post-processing, the input-error type and hook)."""
+datalist and 2.5D stacks, channel selection, masks and their 3D post-processing, the input-error type and hook);
+and that no JSON config needs a lambda or sys.exit for it."""
 
 import ast
 import hashlib
+import re
 import sys
 
 import numpy as np
@@ -145,3 +147,8 @@ def test_the_package_imports_only_the_standard_library_numpy_torch_monai_and_its
         allowed = set(sys.stdlib_module_names) | ({"__future__"} if module.name == "errors.py" else {"numpy", "torch", "monai"})
         assert imported <= allowed, (module.name, imported - allowed)
 
+
+@pytest.mark.parametrize("config", sorted([*(REPO / "pipelines" / "export" / "resources").glob("*.json"), *(REPO / "bundles").rglob("*.json")]),
+                         ids=lambda path: str(path.relative_to(REPO)))
+def test_no_json_config_holds_a_lambda_or_sys_exit(config):
+    assert not re.search(r"\blambda\b|\bsys\.exit\b", config.read_text())

@@ -7,13 +7,17 @@ writes the MONAI bundle folder ``<name>/``:
 - ``models/model.pt2``: the same network as a ``torch.export`` program (input ``(B, C, *spatial)`` float32,
   ``B`` dynamic, spatial sizes any multiple of the factor in metadata's ``spatial_shape``, e.g. ``16*n``;
   output ``(B, out_channels, *spatial)`` logits);
-- ``configs/inference.json``: standalone inference, MONAI and PyTorch only (no ``pipelines``, ``transforms``
-  or ``networks``): the project's inference preprocessing and postprocessing with MONAI transforms, the
-  ``.pt2`` program as the network, ``SaveImaged`` for the masks. Generated from
+- ``configs/inference.json``: standalone inference, MONAI, PyTorch and ``scripts/`` only (no ``pipelines``,
+  ``transforms`` or ``networks``): the project's inference preprocessing and postprocessing with MONAI
+  transforms, the ``.pt2`` program as the network, ``SaveImaged`` for the masks. Generated from
   ``resources/export_inference.json`` and ``resources/export_inference_<lgg|oasis>.json``, whose
   ``_from_bundle_`` maps its keys to the bundle config ids whose parsed values fill them, and
   ``_config_from_bundle_`` to ids whose config as written (MONAI transform definitions naming no other id,
   e.g. the recipe's ``intensity_normalisation``) fills them;
+- ``scripts/``: the modules of :mod:`pipelines.portable` that ``configs/inference.json`` calls (model checksum,
+  folder datalist with 2.5D stacks, channel selection, 3D post-processing of the masks), and an ``__init__.py``
+  that imports them and installs their one-line error hook; the bundle folder must be on ``sys.path`` (it is
+  as the working directory of ``python -m monai.bundle``);
 - ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions,
   ``model_sha256`` of both model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
   evaluation scored the exported checkpoint, and (LGG) the input channels the network was trained on
@@ -62,10 +66,20 @@ from pipelines.data.datalist import channel_names
 from pipelines.data.preflight import model_weights
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, first_line
+from pipelines.portable.checksum import file_sha256
 
-__all__ = ["export_bundle", "import_bundle", "evaluate_files"]
+__all__ = ["export_bundle", "import_bundle", "evaluate_files", "write_scripts"]
 
 RESOURCES = Path(__file__).parent / "resources"
+PORTABLE = Path(__file__).parents[1] / "portable"
+SCRIPTS_INIT = '''"""The modules of the project's pipelines/portable/ that configs/inference.json calls, copied by
+python -m pipelines export. Importing this package imports them and makes an input error end a run as one
+``error:`` line."""
+
+from . import {modules}
+
+errors.install_excepthook()
+'''
 STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
 COPIED = ("configs/evaluate.json", "configs/logging.conf", "LICENSE")
 
@@ -108,6 +122,7 @@ def export_bundle(
             (root / path).write_text(json.dumps(content, indent=4) + "\n")
         for path in COPIED:
             shutil.copyfile(bundle_dir / path, root / path)
+        write_scripts(root)
         (root / "docs").mkdir()
         readme = (bundle_dir / "docs" / "README.md").read_text()
         (root / "docs" / "README.md").write_text(readme + _export_notes(root, inference, meta, ckpt, overrides))
@@ -131,6 +146,16 @@ def _write_recipe(bundle_dir: Path, root: Path, overrides: dict[str, object]) ->
     return targets
 
 
+def write_scripts(root: Path) -> None:
+    """Write the ``scripts`` package of an exported bundle into the folder ``root``: the modules of
+    :mod:`pipelines.portable`, and :data:`SCRIPTS_INIT` as its ``__init__.py``."""
+    modules = [path for path in sorted(PORTABLE.glob("*.py")) if path.name != "__init__.py"]
+    (root / "scripts").mkdir()
+    for module in modules:
+        shutil.copyfile(module, root / "scripts" / module.name)
+    (root / "scripts" / "__init__.py").write_text(SCRIPTS_INIT.format(modules=", ".join(module.stem for module in modules)))
+
+
 def _write_models(root: Path, parser: ConfigParser, ckpt: Path, spatial_shape: list) -> dict[str, str]:
     """Write ``models/model.pt`` and ``models/model.pt2`` of the network trained as ``ckpt``; return their SHA-256."""
     network = _trained_network(parser, ckpt)
@@ -138,7 +163,7 @@ def _write_models(root: Path, parser: ConfigParser, ckpt: Path, spatial_shape: l
     torch.save(network.state_dict(), root / STATE_DICT)
     example = torch.zeros(2, parser.get_parsed_content("network_def#in_channels"), *parser.get_parsed_content("validate#inferer#roi_size"))
     torch.export.save(_export(network, example, spatial_shape), root / PROGRAM)
-    return {path: _sha256(root / path) for path in (STATE_DICT, PROGRAM)}
+    return {path: file_sha256(root / path) for path in (STATE_DICT, PROGRAM)}
 
 
 def _trained_network(parser: ConfigParser, ckpt: Path) -> torch.nn.Module:
@@ -226,10 +251,11 @@ Made by `python -m pipelines export` from `bundles/{name}` and the checkpoint `{
 |---|---|
 | `models/model.pt` | the state dict as trained (SHA-256 `{state_sha}`) |
 | `models/model.pt2` | the network as a `torch.export` program, dynamic batch (SHA-256 `{program_sha}`); PyTorch {torch_version} |
-| `configs/inference.json` | standalone inference: MONAI and PyTorch only |
+| `configs/inference.json` | standalone inference: MONAI and PyTorch, and `scripts/` |
+| `scripts/` | the project's code that `configs/inference.json` calls (checksum, datalist, channels, masks); importing it shows an input error as one `error:` line |
 | {recipe} | the project recipe, to evaluate or retrain inside the project |
 
-Inference without the project, from this folder (`--bundle_root DIR` from elsewhere):
+Inference without the project, from this folder (from elsewhere: `PYTHONPATH=DIR` for `scripts/` and `--bundle_root DIR`):
 
     python -m monai.bundle run --config_file configs/inference.json --dataset_dir /path/to/slices [--output_dir DIR]
 
@@ -328,7 +354,3 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
         finally:
             shutil.rmtree(staging)
     return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
