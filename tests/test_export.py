@@ -93,7 +93,7 @@ def masks(folder) -> dict[str, np.ndarray]:
 def test_zip_holds_a_complete_bundle(lgg):
     names = set(zipfile.ZipFile(lgg.archive).namelist())
     expected = ["configs/metadata.json", "configs/inference.json", "configs/logging.conf", "configs/train.json", "configs/evaluate.json",
-                "configs/lgg_common.json", "models/model.pt", "models/model.pt2", "docs/README.md", "LICENSE",
+                "configs/common.json", "configs/lgg.json", "models/model.pt", "models/model.pt2", "docs/README.md", "LICENSE",
                 *(f"scripts/{module}.py" for module in ("__init__", "channels", "checksum", "datalist", "errors", "masks"))]
     assert names == {f"lgg_unet_small/{name}" for name in expected}
     for module in (lgg.bundle / "scripts").glob("[!_]*.py"):  # the project's own code, not a copy that could drift
@@ -222,7 +222,7 @@ def test_imported_bundle_evaluates_with_the_project_command(lgg, tmp_path, capsy
     assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path / "bundles")]) == 0
     bundle = tmp_path / "bundles" / "lgg_unet_small"
     assert "--bundle_root" in capsys.readouterr().out
-    files = ",".join(repr(str(bundle / "configs" / name)) for name in ("train.json", "lgg_common.json", "evaluate.json"))
+    files = ",".join(repr(str(bundle / "configs" / name)) for name in ("train.json", "common.json", "lgg.json", "evaluate.json"))
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"[{files}]", "--bundle_root", str(bundle),
                "--dataset_dir", str(lgg.common["dataset_dir"]), "--manifest", str(lgg.common["manifest"])]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -22,8 +22,8 @@ writes the MONAI bundle folder ``<name>/``:
   ``model_sha256`` of both model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
   evaluation scored the exported checkpoint, and (LGG) the input channels the network was trained on
   (``num_channels``, ``channel_def``: the recipe's ``image_channels`` and ``neighbour_slices`` after the overrides);
-- ``configs/train.json``, ``configs/evaluate.json`` (and, for LGG, ``configs/lgg_common.json``, which the
-  exported recipe's ``base_config`` names): the project recipe, to evaluate the bundle inside a project;
+- ``configs/train.json``, ``configs/common.json``, ``configs/<family>.json``, ``configs/evaluate.json``: the
+  project recipe (which names its family) and the shared machinery, to evaluate the bundle inside a project;
 - ``configs/logging.conf``, ``docs/README.md`` (the bundle's, plus how to run this export), ``LICENSE``.
 
 Extra ``--<config id> VALUE`` pairs are the overrides the checkpoint was trained with (e.g.
@@ -61,7 +61,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
-from pipelines.bundles import config_files
+from pipelines.bundles import bundle_family, config_files
 from pipelines.data.datalist import channel_names
 from pipelines.data.preflight import model_weights
 from pipelines.engine.evaluation import POSTPROCESSED
@@ -113,7 +113,7 @@ def export_bundle(
         meta.update(monai_version=monai.__version__, pytorch_version=torch.__version__.split("+")[0], numpy_version=np.__version__)
         summary = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
         meta["eval_metrics"] = _eval_metrics(summary, ckpt) or meta.get("eval_metrics", {})
-        family = "lgg" if len(recipe_files) > 1 else "oasis"  # the LGG bundles share lgg_common.json; oasis_unet is one file
+        family = bundle_family(bundle_dir)
         if family == "lgg":  # the channels the network was trained on, whatever image_channels or neighbour_slices the overrides set
             names = channel_names(parser.get_parsed_content("image_channels"), parser.get_parsed_content("neighbour_slices"))
             meta["network_data_format"]["inputs"]["image"].update(num_channels=len(names), channel_def=dict(enumerate(names)))
@@ -131,15 +131,13 @@ def export_bundle(
 
 
 def _write_recipe(bundle_dir: Path, root: Path, overrides: dict[str, object]) -> list[Path]:
-    """Copy the recipe (and the LGG base it names, as ``configs/lgg_common.json``) into ``root/configs``
+    """Copy the recipe and the shared files it merges with (``common.json``, ``<family>.json``) into ``root/configs``
     with ``overrides`` applied, each to the first file that has its id (else to the recipe)."""
     sources = config_files(bundle_dir, "train")
     parsers = [ConfigParser(ConfigParser.load_config_file(path)) for path in sources]
     for key, value in overrides.items():
         next((parser for parser in parsers if key in parser), parsers[0])[key] = value
     targets = [root / "configs" / "train.json"] + [root / "configs" / path.name for path in sources[1:]]
-    if len(sources) > 1:
-        parsers[0]["base_config"] = f"bundles/{root.name}/configs/{sources[1].name}"  # where it lies once imported into bundles/
     targets[0].parent.mkdir(parents=True)
     for parser, target in zip(parsers, targets):
         target.write_text(json.dumps(parser.get(), indent=4) + "\n")
@@ -300,9 +298,7 @@ def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides
 
 def evaluate_files(bundle: Path) -> list[Path]:
     """Config files of the project's evaluate command for the exported bundle folder ``bundle``, in merge order."""
-    configs = bundle / "configs"
-    base = json.loads((configs / "train.json").read_text()).get("base_config")
-    return [configs / "train.json"] + ([configs / Path(base).name] if base else []) + [configs / "evaluate.json"]
+    return [bundle / "configs" / path.name for path in config_files(bundle, "evaluate")]
 
 
 def _zip(root: Path, archive: Path) -> None:
