@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from bundle_utils import REPO, assert_error_line, bundle_error_in_process, fast, run_bundle
+from bundle_utils import REPO, assert_error_line, bundle_error_in_process, fast
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 
