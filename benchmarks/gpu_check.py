@@ -169,7 +169,8 @@ def make_data(args: argparse.Namespace, logs: Path) -> tuple[dict, subprocess.Po
     (returned), or the demo data in a dry run."""
     if args.dry_run:
         from pipelines.data.demo import make_lgg_demo, make_oasis_demo
-        from pipelines.data.manifest import build_kaggle_3m, write_manifest
+        from pipelines.data.lgg import build_kaggle_3m
+        from pipelines.data.manifest import write_manifest
         from pipelines.data.oasis import build_oasis
         lgg, oasis = make_lgg_demo(args.work / "lgg"), make_oasis_demo(args.work / "oasis")
         return {"lgg": {"dataset_dir": str(lgg), "manifest": str(write_manifest(build_kaggle_3m(lgg), args.work / "lgg.csv"))},

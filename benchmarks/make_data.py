@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from pipelines.data.demo import _subject_slices, make_oasis_demo
-from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.lgg import build_kaggle_3m
+from pipelines.data.manifest import write_manifest
 from pipelines.data.oasis import build_oasis
 
 REPO = Path(__file__).resolve().parents[1]

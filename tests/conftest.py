@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.data.demo import make_lgg_demo, make_oasis_demo
-from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.lgg import build_kaggle_3m
+from pipelines.data.manifest import write_manifest
 from pipelines.data.oasis import build_oasis
 
 

@@ -27,7 +27,8 @@ from pipelines.bundles import config_files
 from pipelines.cli import main
 from pipelines.cli.errors import excepthook
 from pipelines.data.demo import make_lgg_demo
-from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.lgg import build_kaggle_3m
+from pipelines.data.manifest import write_manifest
 
 BUNDLE = "lgg_unet_bce"
 

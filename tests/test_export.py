@@ -202,7 +202,7 @@ def test_bad_input_to_the_standalone_inference_is_one_line(lgg, tmp_path, case):
     bundle = shutil.copytree(lgg.bundle, tmp_path / "bundle")
     dataset_dir, fragments = str(lgg.common["dataset_dir"]), {
         "model file missing": ("models/model.pt2", "no such file (run from the bundle folder or pass --bundle_root DIR)"),
-        "dataset_dir missing": (f"dataset_dir {str(tmp_path / 'nowhere')!r}: no such folder",),
+        "dataset_dir missing": (f"dataset_dir {tmp_path / 'nowhere'}: no such folder",),
         "no slices": (f"dataset_dir {tmp_path / 'empty'}: no '*.tif' slices found (names ending in '_mask.tif' are skipped)",),
     }[case]
     if case == "model file missing":

@@ -9,7 +9,8 @@ import pytest
 import torch
 from bundle_utils import REPO
 
-from pipelines.data.datalist import load_folder, load_split
+from pipelines.data.datalist import load_split
+from pipelines.data.lgg import load_folder
 from pipelines.data.datasets import StackedSliceDataset
 from pipelines.data.lgg import LggData
 from pipelines.data.oasis import OasisData

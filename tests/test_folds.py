@@ -16,9 +16,9 @@ from pipelines.cli.crossval import summarise_folds
 from pipelines.data import datalist
 from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.demo import make_lgg_demo
-from pipelines.data.manifest import assign_folds, build_kaggle_3m, fold_splits, validate_manifest, write_manifest
+from pipelines.data.lgg import build_kaggle_3m
+from pipelines.data.manifest import assign_folds, fold_splits, validate_manifest, validation_split, write_manifest
 from pipelines.engine.evaluation import SegmentationMetricsWriter
-from pipelines.engine.training import validation_split
 from pipelines.errors import InputError
 
 SUBJECTS = [f"TCGA_XX_{k:04d}" for k in range(19)]

@@ -12,10 +12,8 @@ from PIL import Image
 
 from pipelines.data.demo import make_lgg_demo
 from pipelines.errors import InputError
-from pipelines.data.manifest import (
-    SPLITS, assign_splits, build_kaggle_3m, build_kaggle_3m_from_listing, restrict_to_available,
-    split_summary, validate_manifest, write_manifest,
-)
+from pipelines.data.lgg import build_kaggle_3m, build_kaggle_3m_from_listing
+from pipelines.data.manifest import SPLITS, assign_splits, restrict_to_available, split_summary, validate_manifest, write_manifest
 from pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +76,7 @@ def test_assign_splits_rejects_bad_ratios(ratios):
         assign_splits(["a", "b"], seed=0, ratios=ratios)
 
 
-# --- builders ---------------------------------------------------------------------------------
+# --- builders (pipelines.data.lgg) ---------------------------------------------------------------------------------
 
 def test_build_kaggle_3m_rows(lgg_demo_root):
     rows = build_kaggle_3m(lgg_demo_root)

@@ -9,9 +9,10 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
-from pipelines.data.datalist import KAGGLE_3M_SEQUENCES, channel_names, load_folder, load_split, stacked_channels
+from pipelines.data.datalist import load_split
 from pipelines.data.demo import make_lgg_demo
-from pipelines.data.manifest import build_kaggle_3m, write_manifest
+from pipelines.data.lgg import KAGGLE_3M_SEQUENCES, build_kaggle_3m, channel_names, load_folder, stacked_channels
+from pipelines.data.manifest import write_manifest
 from pipelines.errors import InputError
 from pipelines.export.bundle import RESOURCES, write_scripts
 

@@ -6,6 +6,7 @@ import ast
 import hashlib
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from monai.transforms import KeepLargestConnectedComponent
 from PIL import Image
 
 import pipelines.cli.errors
+from pipelines.data.oasis import SLICE_NAME
 from pipelines.errors import InputError
 from pipelines.portable import errors
 from pipelines.portable.checksum import file_sha256, verified_model_file
@@ -108,6 +110,8 @@ def test_volume_postprocessing_keeps_the_largest_3d_component():
     assert volume.shape == (6, 6, 3) and volume.dtype == np.uint8
     assert np.array_equal(volume[..., 0], blob) and not volume[..., 2].any()
     assert np.array_equal(postprocess_volume([blob, speck], None), np.stack([blob, speck], -1))
+    channel_first = postprocess_volume([blob[None] // 255, blob[None] // 255, speck[None] // 255], KeepLargestConnectedComponent())
+    assert channel_first.shape == (1, 6, 6, 3) and np.array_equal(channel_first[0] * 255, volume)
 
 
 @pytest.mark.parametrize("postprocessing", [KeepLargestConnectedComponent(), None])
@@ -152,3 +156,16 @@ def test_the_package_imports_only_the_standard_library_numpy_torch_monai_and_its
                          ids=lambda path: str(path.relative_to(REPO)))
 def test_no_json_config_holds_a_lambda_or_sys_exit(config):
     assert not re.search(r"\blambda\b|\bsys\.exit\b", config.read_text())
+
+
+def test_a_name_pattern_takes_subject_and_slice_from_the_file_name(tmp_path):
+    """OASIS names its slices case_NNN_slice_K: the project's and the exported bundle's folder datalist read both from the name."""
+    for name in ("a/case_001_slice_10.nii.png", "a/case_001_slice_2.nii.png", "b/case_002_slice_0.nii.png", "b/case_notes.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    items = folder_datalist(tmp_path, "case_*.png", name_pattern=SLICE_NAME)
+    assert [(item["subject"], item["slice"], Path(item["image"]).name) for item in items] == [
+        ("001", 2, "case_001_slice_2.nii.png"), ("001", 10, "case_001_slice_10.nii.png"), ("002", 0, "case_002_slice_0.nii.png")]
+    (tmp_path / "b/case_001_slice_2.nii.png").write_bytes(b"")
+    with pytest.raises(InputError, match=r"b/case_001_slice_2.nii.png: subject 001 slice 2 is also .*a/case_001_slice_2.nii.png$"):
+        folder_datalist(tmp_path, "case_*.png", name_pattern=SLICE_NAME)

@@ -8,7 +8,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandFlipd
 from test_compact_cache import bundle_config
 from test_neighbours import write_slices
 
-from pipelines.data.datalist import load_folder, stacked_channels
+from pipelines.data.lgg import load_folder, stacked_channels
 from pipelines.data.datasets import StackedSliceDataset
 from transforms import SelectChannelsd, Uint8ToFloatd
 

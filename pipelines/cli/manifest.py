@@ -11,6 +11,7 @@ import csv
 from pipelines.atomic import atomic_path
 from pipelines.data import manifest
 from pipelines.data.demo import make_lgg_demo
+from pipelines.data.lgg import build_kaggle_3m, build_kaggle_3m_from_listing
 from pipelines.data.oasis import build_oasis
 from pipelines.errors import InputError
 
@@ -27,9 +28,9 @@ def _build(args) -> None:
             raise InputError("build --layout oasis: give --dataset_dir <keras_png_slices_data>; --listing is for kaggle_3m")
         rows = build_oasis(args.dataset_dir)
     elif args.listing:
-        rows = manifest.build_kaggle_3m_from_listing(args.listing, args.seed, args.ratios)
+        rows = build_kaggle_3m_from_listing(args.listing, args.seed, args.ratios)
     else:
-        rows = manifest.build_kaggle_3m(args.dataset_dir, args.seed, args.ratios)
+        rows = build_kaggle_3m(args.dataset_dir, args.seed, args.ratios)
     manifest.write_manifest(rows, args.out)
     print(f"wrote {args.out}: {len(rows)} rows; {_split_counts(rows)}")
 

@@ -1,12 +1,13 @@
-"""Datalists for MONAI datasets, read from validated manifests or from a folder of slices.
+"""Datalists for MONAI datasets, read from validated manifests (a folder of slices is each family's own:
+:func:`pipelines.data.lgg.load_folder`, :func:`pipelines.data.oasis.load_folder`).
 
 Bundle configs call these by name, e.g. ``"$pipelines.data.datalist.load_split(@manifest, @dataset_dir, 'train')"``.
 Two options change what a split holds: ``fold`` replaces the manifest's split column by patient-level k-fold
 cross-validation roles over its train and val rows (:func:`pipelines.data.manifest.fold_splits`; the test rows are
 left out), and ``neighbours`` turns each item into a
 2.5D stack of neighbouring slices of the same patient (the bundles' :class:`pipelines.data.datasets.StackedSliceDataset`
-caches each slice once and concatenates a stack's channels when it is drawn). The stacks and the folder datalist
-are :mod:`pipelines.portable.datalist`'s, which exported bundles run too.
+caches each slice once and concatenates a stack's channels when it is drawn). The stacks are
+:mod:`pipelines.portable.datalist`'s, which exported bundles run too.
 A bad manifest or dataset folder raises :class:`~pipelines.errors.InputError` before any image is read or any
 output is written (a bundle run shows it as one ``error:`` line, :mod:`pipelines.cli.errors`).
 """
@@ -25,12 +26,11 @@ from torch.utils.data import WeightedRandomSampler
 
 from pipelines.data.manifest import SPLITS, fold_pool, fold_splits, validate_manifest
 from pipelines.errors import InputError
-from pipelines.portable.datalist import folder_datalist, with_neighbours
+from pipelines.portable.datalist import with_neighbours
 
-__all__ = ["balanced_sampler", "channel_names", "check_manifest", "load_folder", "load_split", "split_rows", "stacked_channels"]
+__all__ = ["balanced_sampler", "check_manifest", "load_split", "split_rows"]
 
 logger = logging.getLogger(__name__)
-KAGGLE_3M_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")  # the channels of a kaggle_3m .tif slice
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,29 +128,6 @@ def load_split(
     return with_neighbours(items, neighbours)
 
 
-def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -> list[int]:
-    """Indices of ``channels`` of every slice in the channel-first image ``LoadImaged`` makes of a 2.5D item.
-
-    ``LoadImaged`` concatenates the files of an item's ``image`` list along the channel axis, ``bands``
-    channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`with_neighbours`: the slice
-    itself, then slice -1, +1, -2, +2, ... E.g. FLAIR (``[1]``) with 1 neighbour each side: ``[1, 4, 7]``.
-    With ``neighbours`` 0: ``channels`` unchanged. Exported bundles load stacks that way; the bundles'
-    ``StackedSliceDataset`` picks ``channels`` of each file and concatenates them, the same tensor.
-    """
-    return [bands * k + channel for k in range(2 * neighbours + 1) for channel in channels]
-
-
-def channel_names(channels: Sequence[int], neighbours: int) -> list[str]:
-    """Names of the network's input channels, in the order of :func:`stacked_channels`, e.g. ``["FLAIR"]`` for
-    ``[1]`` without neighbours, ``["FLAIR", "FLAIR, previous slice", "FLAIR, next slice"]`` with 1."""
-    def position(offset: int) -> str:
-        named = {0: "slice", -1: "previous slice", 1: "next slice"}
-        return named.get(offset, f"{abs(offset)} slices {'before' if offset < 0 else 'after'}")
-
-    offsets = [0, *(sign * distance for distance in range(1, neighbours + 1) for sign in (-1, 1))]
-    return [KAGGLE_3M_SEQUENCES[c] + (f", {position(offset)}" if neighbours else "") for offset in offsets for c in channels]
-
-
 def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 0) -> WeightedRandomSampler:
     """Sampler that draws items of every value of ``key`` equally often (with replacement).
 
@@ -160,17 +137,3 @@ def balanced_sampler(items: Sequence[dict], key: str = "diagnosis", seed: int = 
     counts = Counter(item[key] for item in items)
     weights = torch.tensor([1.0 / counts[item[key]] for item in items], dtype=torch.double)
     return WeightedRandomSampler(weights, num_samples=len(items), replacement=True, generator=torch.Generator().manual_seed(seed))
-
-
-def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", skip_suffixes: Sequence[str] = ("_mask.tif",), neighbours: int = 0) -> list[dict]:
-    """Items for inference on a folder of slices without a manifest: the datalist an exported bundle makes
-    (:func:`pipelines.portable.datalist.folder_datalist`), with absolute paths.
-
-    Finds ``pattern`` files below ``input_dir`` (recursively), skipping names that end in one of
-    ``skip_suffixes``. ``subject`` is the file's parent folder name and ``slice`` the number that ends
-    the file stem (its rank among the files found when there is none). Returns dicts with ``image``
-    (absolute path, or a 2.5D path list with ``neighbours`` > 0, as :func:`load_split`), ``subject`` and
-    ``slice``, sorted by subject then slice.
-    """
-    items = folder_datalist(input_dir, pattern, skip_suffixes, option="input_dir")
-    return with_neighbours([{**item, "image": str(Path(item["image"]).resolve())} for item in items], neighbours)

@@ -1,5 +1,8 @@
 """The LGG family: kaggle_3m FLAIR slices (256x256 .tif, 3 channels: pre-contrast, FLAIR, post-contrast) with
-binary tumour masks (0/255), listed by a manifest. :class:`LggData` is the one object an LGG bundle builds
+binary tumour masks (0/255), listed by a manifest. Everything the project knows of this dataset is here: the
+manifest builders (:func:`build_kaggle_3m`, :func:`build_kaggle_3m_from_listing`), the slice checks
+(:func:`check_slices`), the folder-of-slices datalist (:func:`load_folder`), the channel layout of 2.5D stacks
+(:func:`stacked_channels`, :func:`channel_names`), and :class:`LggData`, the one object an LGG bundle builds
 (``"data"`` in ``bundles/lgg.json``) and that every workflow asks for its datalists, checks, datasets and
 transforms; the shared machinery (``bundles/common.json``) calls it the same way as :class:`pipelines.data.oasis.OasisData`.
 """
@@ -7,19 +10,180 @@ transforms; the shared machinery (``bundles/common.json``) calls it the same way
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized, ScaleIntensityRanged
+from PIL import Image, UnidentifiedImageError
 
 import transforms
-from pipelines.data.datalist import check_manifest, load_folder, load_split, stacked_channels
+from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.datasets import StackedSliceDataset
-from pipelines.data.manifest import SPLITS
-from pipelines.data.preflight import check_lgg_slices
-from pipelines.engine.training import validation_split
+from pipelines.data.manifest import (
+    DEFAULT_RATIOS, SPLITS, dataset_root, file_pixels, parse_cell, read_table, records_as_dicts, validation_split, whole_number, with_splits,
+)
+from pipelines.errors import InputError
+from pipelines.portable.datalist import folder_datalist, with_neighbours
 
-__all__ = ["LggData"]
+__all__ = ["KAGGLE_3M_SEQUENCES", "LggData", "build_kaggle_3m", "build_kaggle_3m_from_listing", "channel_names", "check_slices", "load_folder", "stacked_channels"]
+
+KAGGLE_3M_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")  # the channels of a kaggle_3m .tif slice
+BINARY_MASK_VALUES = {0, 255}
+EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
+PIXEL_FORMATS = {"F": "32-bit float", "I": "32-bit integer", "I;16": "16-bit", "1": "1-bit", "P": "palette"}
+
+_CASE_FOLDER = re.compile(r"(TCGA_[^_]+_[^_]+)_\d+")
+_LISTING_COLUMNS = ("patient", "slice", "image", "mask", "mask_pixels")
+
+
+def build_kaggle_3m(dataset_dir, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
+    """Scan a ``kaggle_3m`` folder into manifest rows sorted by (subject, slice), split per subject.
+
+    Each row: ``subject`` (str, e.g. TCGA_CS_4941), ``slice`` (int), ``image``/``label`` (paths relative
+    to ``dataset_dir``), ``diagnosis`` (0 or 1), ``split`` (one of :data:`pipelines.data.manifest.SPLITS`).
+
+    Reads ``TCGA_<inst>_<patient>_<date>/<folder>_<slice>.tif`` with its ``<folder>_<slice>_mask.tif``;
+    every mask is decoded to set ``diagnosis``. Other files and folders (``data.csv``) are ignored.
+    """
+    root = dataset_root(dataset_dir)
+    rows = []
+    for case_dir in sorted(root.iterdir()):
+        match = _CASE_FOLDER.fullmatch(case_dir.name)
+        if match and case_dir.is_dir():
+            rows += _scan_case(root, case_dir, subject=match[1])
+    if not rows:
+        raise InputError(f"{root}: no TCGA_<inst>_<patient>_<date> folders with .tif slices")
+    return with_splits(rows, seed, ratios)
+
+
+def build_kaggle_3m_from_listing(listing_csv, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
+    """Manifest rows from a listing CSV (patient,case_dir,slice,image,mask,mask_pixels).
+
+    Gives exactly what :func:`build_kaggle_3m` gives for the same data; ``diagnosis`` is ``mask_pixels > 0``.
+    """
+    path = Path(listing_csv)
+    header, records = read_table(path)
+    for column in _LISTING_COLUMNS:
+        if column not in header:
+            raise InputError(f"{path} header: missing column '{column}'")
+    rows = []
+    for record in records_as_dicts(path, header, records):
+        location = f"{path} row {record['row']} column"
+        rows.append({
+            "subject": record["patient"],
+            "slice": parse_cell(whole_number, record["slice"], f"{location} 'slice'"),
+            "image": record["image"],
+            "label": record["mask"],
+            "diagnosis": int(parse_cell(whole_number, record["mask_pixels"], f"{location} 'mask_pixels'") > 0),
+        })
+    return with_splits(rows, seed, ratios)
+
+
+
+
+def _scan_case(root: Path, case_dir: Path, subject: str) -> list[dict]:
+    """Rows (no split) of one patient folder; an image without its mask, or the reverse, is an error."""
+    slice_file = re.compile(rf"{re.escape(case_dir.name)}_(\d+)(_mask)?\.tif")
+    images, masks = {}, {}
+    for file in case_dir.iterdir():
+        match = slice_file.fullmatch(file.name)
+        if match:
+            (masks if match[2] else images)[int(match[1])] = file
+    for slice_number in sorted(images.keys() ^ masks.keys()):
+        if slice_number in images:
+            raise InputError(f"{images[slice_number]}: image has no mask {case_dir.name}_{slice_number}_mask.tif")
+        raise InputError(f"{masks[slice_number]}: mask has no image {case_dir.name}_{slice_number}.tif")
+    return [
+        {
+            "subject": subject,
+            "slice": slice_number,
+            "image": images[slice_number].relative_to(root).as_posix(),
+            "label": masks[slice_number].relative_to(root).as_posix(),
+            "diagnosis": _has_tumour(masks[slice_number]),
+        }
+        for slice_number in images
+    ]
+
+
+def _has_tumour(mask_file: Path) -> int:
+    """1 if the mask has any non-zero pixel, else 0."""
+    return int(file_pixels(mask_file).any())
+
+
+def check_slices(
+    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, splits: Sequence[str], channels: Sequence[int], min_size: Sequence[int]
+) -> None:
+    """Check that the slices of ``splits`` fit the bundle before it trains or evaluates.
+
+    Every image must be 8-bit grey or colour (the bundles scale 0..255 to 0..1; a float slice could hold
+    NaN), have the channels the bundle reads (``channels``, 0-based) and be at least ``min_size`` pixels
+    (the bundle's ``image_size``: smaller slices would be silently up-sampled before any patch or sliding
+    window is taken); every label must be a single-channel mask of 0 and 255 only. Reads each mask's
+    pixels (about a second per thousand slices) and only the image headers. Raises an :class:`InputError`
+    naming the file, its manifest row and the problem.
+    """
+    root = Path(dataset_dir)
+    need_channels, (need_w, need_h) = max(channels) + 1, min_size
+    for row in split_rows(manifest, dataset_dir, splits):
+        where = f"(manifest {manifest} row {row['row']})"
+        image_path, label_path = root / row["image"], root / row["label"]
+        try:
+            with Image.open(image_path) as image:
+                mode, bands, (width, height) = image.mode, len(image.getbands()), image.size
+            with Image.open(label_path) as label:
+                label_bands, values = len(label.getbands()), np.unique(np.asarray(label))
+        except (OSError, UnidentifiedImageError) as err:
+            raise InputError(f"{err.filename or image_path}: cannot read image: {err} {where}") from None
+        if mode not in EIGHT_BIT_MODES:
+            raise InputError(f"image {image_path}: pixel format {mode} ({PIXEL_FORMATS.get(mode, 'not 8-bit')}), expected 8-bit slices of values 0..255 {where}")
+        if bands < need_channels:
+            raise InputError(f"image {image_path}: has {bands} channel(s) but this bundle reads channels {list(channels)} {where}")
+        if width < need_w or height < need_h:
+            raise InputError(f"image {image_path}: {width}x{height} is smaller than the {need_w}x{need_h} this bundle works at {where}")
+        if label_bands != 1:
+            raise InputError(f"label {label_path}: has {label_bands} channels, expected a single-channel mask {where}")
+        if not set(values.tolist()) <= BINARY_MASK_VALUES:
+            raise InputError(f"label {label_path}: values {values.tolist()[:8]} found, expected a binary mask of 0 and 255 {where}")
+
+
+def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", skip_suffixes: Sequence[str] = ("_mask.tif",), neighbours: int = 0) -> list[dict]:
+    """Items for inference on a folder of slices without a manifest: the datalist an exported bundle makes
+    (:func:`pipelines.portable.datalist.folder_datalist`), with absolute paths.
+
+    Finds ``pattern`` files below ``input_dir`` (recursively), skipping names that end in one of
+    ``skip_suffixes``. ``subject`` is the file's parent folder name and ``slice`` the number that ends
+    the file stem (its rank among the files found when there is none). Returns dicts with ``image``
+    (absolute path, or a 2.5D path list with ``neighbours`` > 0, as :func:`load_split`), ``subject`` and
+    ``slice``, sorted by subject then slice.
+    """
+    items = folder_datalist(input_dir, pattern, skip_suffixes, option="input_dir")
+    return with_neighbours([{**item, "image": str(Path(item["image"]).resolve())} for item in items], neighbours)
+
+
+def stacked_channels(channels: Sequence[int], neighbours: int, bands: int = 3) -> list[int]:
+    """Indices of ``channels`` of every slice in the channel-first image ``LoadImaged`` makes of a 2.5D item.
+
+    ``LoadImaged`` concatenates the files of an item's ``image`` list along the channel axis, ``bands``
+    channels per file (3 for the RGB kaggle_3m slices), in the order of :func:`with_neighbours`: the slice
+    itself, then slice -1, +1, -2, +2, ... E.g. FLAIR (``[1]``) with 1 neighbour each side: ``[1, 4, 7]``.
+    With ``neighbours`` 0: ``channels`` unchanged. Exported bundles load stacks that way; the bundles'
+    ``StackedSliceDataset`` picks ``channels`` of each file and concatenates them, the same tensor.
+    """
+    return [bands * k + channel for k in range(2 * neighbours + 1) for channel in channels]
+
+
+def channel_names(channels: Sequence[int], neighbours: int) -> list[str]:
+    """Names of the network's input channels, in the order of :func:`stacked_channels`, e.g. ``["FLAIR"]`` for
+    ``[1]`` without neighbours, ``["FLAIR", "FLAIR, previous slice", "FLAIR, next slice"]`` with 1."""
+    def position(offset: int) -> str:
+        named = {0: "slice", -1: "previous slice", 1: "next slice"}
+        return named.get(offset, f"{abs(offset)} slices {'before' if offset < 0 else 'after'}")
+
+    offsets = [0, *(sign * distance for distance in range(1, neighbours + 1) for sign in (-1, 1))]
+    return [KAGGLE_3M_SEQUENCES[c] + (f", {position(offset)}" if neighbours else "") for offset in offsets for c in channels]
 
 
 class LggData:
@@ -82,7 +246,7 @@ class LggData:
         split in cross-validation, whose folds mix them) fit the run; reads masks and image headers only."""
         check_manifest(self.manifest, self.dataset_dir, list(splits), **self.fold_args)
         slices = SPLITS if self.fold_args["fold"] is not None else list(splits)
-        check_lgg_slices(self.manifest, self.dataset_dir, slices, self.image_channels, self.image_size)
+        check_slices(self.manifest, self.dataset_dir, slices, self.image_channels, self.image_size)
 
     def datalist(self, split: str) -> list[dict]:
         """Items of ``split`` (see :func:`pipelines.data.datalist.load_split`)."""

@@ -1,5 +1,5 @@
-"""Slice manifests: build (LGG ``kaggle_3m`` here, OASIS PNG slices in :mod:`pipelines.data.oasis`), write,
-validate, restrict, summarise.
+"""Slice manifests of every family: split and fold assignment, write, validate, restrict, summarise (each family
+builds its own rows: :mod:`pipelines.data.lgg` scans ``kaggle_3m``, :mod:`pipelines.data.oasis` the OASIS PNG slices).
 
 A manifest is a UTF-8 CSV with one row per 2D slice::
 
@@ -36,8 +36,6 @@ OPTIONAL_COLUMNS = ("fold",)
 WRITE_COLUMNS = ("subject", "slice", "image", "label", "diagnosis", "split")
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 
-_CASE_FOLDER = re.compile(r"(TCGA_[^_]+_[^_]+)_\d+")
-_LISTING_COLUMNS = ("patient", "slice", "image", "mask", "mask_pixels")
 
 
 def assign_splits(subjects: Iterable[str], seed: int = 0, ratios=DEFAULT_RATIOS) -> dict[str, str]:
@@ -99,47 +97,20 @@ def fold_splits(subjects: Iterable[str], fold: int, folds: int, seed: int = 0, v
     return {subject: roles.get(k, "train") for subject, k in fold_of.items()}
 
 
-def build_kaggle_3m(dataset_dir, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
-    """Scan a ``kaggle_3m`` folder into manifest rows sorted by (subject, slice), split per subject.
-
-    Each row: ``subject`` (str, e.g. TCGA_CS_4941), ``slice`` (int), ``image``/``label`` (paths relative
-    to ``dataset_dir``), ``diagnosis`` (0 or 1), ``split`` (one of :data:`SPLITS`).
-
-    Reads ``TCGA_<inst>_<patient>_<date>/<folder>_<slice>.tif`` with its ``<folder>_<slice>_mask.tif``;
-    every mask is decoded to set ``diagnosis``. Other files and folders (``data.csv``) are ignored.
-    """
-    root = dataset_root(dataset_dir)
-    rows = []
-    for case_dir in sorted(root.iterdir()):
-        match = _CASE_FOLDER.fullmatch(case_dir.name)
-        if match and case_dir.is_dir():
-            rows += _scan_case(root, case_dir, subject=match[1])
-    if not rows:
-        raise InputError(f"{root}: no TCGA_<inst>_<patient>_<date> folders with .tif slices")
-    return _with_splits(rows, seed, ratios)
-
-
-def build_kaggle_3m_from_listing(listing_csv, seed: int = 0, ratios=DEFAULT_RATIOS) -> list[dict]:
-    """Manifest rows from a listing CSV (patient,case_dir,slice,image,mask,mask_pixels).
-
-    Gives exactly what :func:`build_kaggle_3m` gives for the same data; ``diagnosis`` is ``mask_pixels > 0``.
-    """
-    path = Path(listing_csv)
-    header, records = _read_table(path)
-    for column in _LISTING_COLUMNS:
-        if column not in header:
-            raise InputError(f"{path} header: missing column '{column}'")
-    rows = []
-    for record in _records_as_dicts(path, header, records):
-        location = f"{path} row {record['row']} column"
-        rows.append({
-            "subject": record["patient"],
-            "slice": _parse_cell(_whole_number, record["slice"], f"{location} 'slice'"),
-            "image": record["image"],
-            "label": record["mask"],
-            "diagnosis": int(_parse_cell(_whole_number, record["mask_pixels"], f"{location} 'mask_pixels'") > 0),
-        })
-    return _with_splits(rows, seed, ratios)
+def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -> str:
+    """The split that validates a training run: ``"val"``, or ``"test"`` in cross-validation with
+    ``fold_validation="test"`` (no validation fold; every other fold trains, as in nnU-Net). The held-out fold
+    may then pick nothing, so that needs ``model_epoch="last"``; ``"test"`` without ``fold`` or with another
+    ``model_epoch``, or another ``fold_validation``, is an :class:`InputError`."""
+    if fold_validation not in FOLD_VALIDATIONS:
+        raise InputError(f"--fold_validation {fold_validation!r}: expected one of {', '.join(FOLD_VALIDATIONS)}")
+    if fold_validation == "next":
+        return "val"
+    if fold is None:
+        raise InputError("--fold_validation test: only for cross-validation (pass --fold k); without it the manifest's val split validates")
+    if model_epoch != "last":
+        raise InputError(f"--fold_validation test with --model_epoch {model_epoch}: the held-out test fold would pick model.pt; use --model_epoch last")
+    return "test"
 
 
 def write_manifest(rows: Iterable[dict], path) -> Path:
@@ -216,52 +187,26 @@ def dataset_root(dataset_dir) -> Path:
     return existing_dir(dataset_dir, "dataset folder")
 
 
-def _scan_case(root: Path, case_dir: Path, subject: str) -> list[dict]:
-    """Rows (no split) of one patient folder; an image without its mask, or the reverse, is an error."""
-    slice_file = re.compile(rf"{re.escape(case_dir.name)}_(\d+)(_mask)?\.tif")
-    images, masks = {}, {}
-    for file in case_dir.iterdir():
-        match = slice_file.fullmatch(file.name)
-        if match:
-            (masks if match[2] else images)[int(match[1])] = file
-    for slice_number in sorted(images.keys() ^ masks.keys()):
-        if slice_number in images:
-            raise InputError(f"{images[slice_number]}: image has no mask {case_dir.name}_{slice_number}_mask.tif")
-        raise InputError(f"{masks[slice_number]}: mask has no image {case_dir.name}_{slice_number}.tif")
-    return [
-        {
-            "subject": subject,
-            "slice": slice_number,
-            "image": images[slice_number].relative_to(root).as_posix(),
-            "label": masks[slice_number].relative_to(root).as_posix(),
-            "diagnosis": _has_tumour(masks[slice_number]),
-        }
-        for slice_number in images
-    ]
-
-
-def read_mask(mask_file: Path) -> np.ndarray:
-    """Pixels of a mask image as PIL decodes them (e.g. (H, W) uint8); an unreadable file is an :class:`InputError`."""
+def file_pixels(path: Path) -> np.ndarray:
+    """The pixel values a mask (or image) file holds, as PIL decodes them (e.g. (H, W) uint8, or uint16 for a 16-bit
+    PNG): what the manifest checks read; an unreadable file is an :class:`InputError`. (A prediction PNG the
+    bundles wrote is read in MONAI's orientation by :func:`pipelines.portable.masks.read_mask`.)"""
     try:
-        with Image.open(mask_file) as mask:
-            return np.asarray(mask)
+        with Image.open(path) as image:
+            return np.asarray(image)
     except OSError as err:
-        raise InputError(f"{mask_file}: cannot read mask: {err}") from None
+        raise InputError(f"{path}: cannot read mask: {err}") from None
 
 
-def _has_tumour(mask_file: Path) -> int:
-    """1 if the mask has any non-zero pixel, else 0."""
-    return int(read_mask(mask_file).any())
-
-
-def _with_splits(rows: list[dict], seed: int, ratios) -> list[dict]:
+def with_splits(rows: list[dict], seed: int, ratios) -> list[dict]:
+    """``rows`` (dicts with ``subject``) sorted by (subject, slice), each given its subject's ``split`` (:func:`assign_splits`)."""
     split_of = assign_splits((row["subject"] for row in rows), seed, ratios)
     for row in rows:
         row["split"] = split_of[row["subject"]]
     return sorted(rows, key=lambda row: (row["subject"], row["slice"]))
 
 
-def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and data records ``(line number, cells)`` of a UTF-8 CSV; cells stripped, blank records skipped."""
     try:
         data = path.read_bytes()
@@ -292,7 +237,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return records[0][1], records[1:]
 
 
-def _records_as_dicts(path: Path, header: list[str], records) -> list[dict]:
+def records_as_dicts(path: Path, header: list[str], records) -> list[dict]:
     """``{column: cell, 'row': line number}`` per record; a record with the wrong number of cells is an error."""
     dicts = []
     for line, cells in records:
@@ -325,7 +270,7 @@ def _check_header(path: Path, header: list[str]) -> None:
             raise InputError(f"{path} header: missing required column '{name}'")
 
 
-def _whole_number(cell: str) -> int:
+def whole_number(cell: str) -> int:
     if not re.fullmatch(r"[0-9]+", cell):
         raise ValueError(f"expected a whole number, got '{cell}'")
     return int(cell)
@@ -338,7 +283,7 @@ def _diagnosis(cell: str) -> int:
 
 
 def _fold(cell: str) -> str:
-    _whole_number(cell)
+    whole_number(cell)
     return cell
 
 
@@ -359,12 +304,12 @@ def _relative_path(cell: str) -> str:
 
 
 _CELL_PARSERS = {
-    "slice": _whole_number, "diagnosis": _diagnosis, "fold": _fold,
+    "slice": whole_number, "diagnosis": _diagnosis, "fold": _fold,
     "split": _split, "image": _relative_path, "label": _relative_path,
 }
 
 
-def _parse_cell(parser, cell: str, location: str):
+def parse_cell(parser, cell: str, location: str):
     """``parser(cell)``, with a ValueError turned into an InputError at ``location``."""
     try:
         return parser(cell)
@@ -374,15 +319,15 @@ def _parse_cell(parser, cell: str, location: str):
 
 def _read_manifest(path: Path) -> list[dict]:
     """Parsed rows of a manifest whose text is valid (header, cells, uniqueness, one split per subject)."""
-    header, records = _read_table(path)
+    header, records = read_table(path)
     _check_header(path, header)
-    rows = _records_as_dicts(path, header, records)
+    rows = records_as_dicts(path, header, records)
     for row in rows:
         for column in header:
             location = f"{path} row {row['row']} column '{column}'"
             if not row[column]:
                 raise InputError(f"{location}: empty cell")
-            row[column] = _parse_cell(_CELL_PARSERS.get(column, str), row[column], location)
+            row[column] = parse_cell(_CELL_PARSERS.get(column, str), row[column], location)
     _check_unique(path, rows)
     return rows
 

@@ -34,8 +34,9 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 
 import transforms
 from pipelines.data.datalist import check_manifest, load_split
-from pipelines.data.manifest import SPLITS, dataset_root, read_mask, validate_manifest
+from pipelines.data.manifest import SPLITS, dataset_root, file_pixels, validate_manifest
 from pipelines.errors import InputError
+from pipelines.portable.datalist import folder_datalist
 
 __all__ = ["LABEL_VALUES", "CLASS_NAMES", "FOLDER_SPLITS", "OasisData", "build_oasis", "check_mask_values", "load_folder"]
 
@@ -45,7 +46,8 @@ LABEL_VALUES = (0, 85, 170, 255)
 CLASS_NAMES = ("background", "csf", "grey_matter", "white_matter")
 FOLDER_SPLITS = {"train": "train", "validate": "val", "test": "test"}
 
-_IMAGE = re.compile(r"case_(\d+)_slice_(\d+)\.nii\.png")
+SLICE_NAME = r"case_(?P<subject>\d+)_slice_(?P<slice>\d+)\.nii\.png"  # an image's file name: case number, slice number
+_IMAGE = re.compile(SLICE_NAME)
 _MASK = re.compile(r"seg_(\d+)_slice_(\d+)\.nii\.png")
 
 
@@ -103,18 +105,14 @@ def check_mask_values(manifest: str | os.PathLike, dataset_dir: str | os.PathLik
 
 
 def load_folder(input_dir: str | os.PathLike) -> list[dict]:
-    """Inference items for OASIS slices without a manifest: every ``case_NNN_slice_K.nii.png`` below ``input_dir``.
+    """Inference items for OASIS slices without a manifest: every ``case_NNN_slice_K.nii.png`` below ``input_dir``
+    (:func:`pipelines.portable.datalist.folder_datalist` with :data:`SLICE_NAME`, as the exported bundle lists them).
 
     Returns dicts with ``image`` (absolute path), ``subject`` (NNN) and ``slice`` (K), sorted by subject
     then slice; masks (``seg_*``) are skipped.
     """
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise InputError(f"input_dir {input_dir}: no such folder")
-    slices = _slices(root.rglob("case_*.png"), _IMAGE)
-    if not slices:
-        raise InputError(f"input_dir {input_dir}: no case_NNN_slice_K.nii.png slices found")
-    return [{"image": str(path.resolve()), "subject": case, "slice": number} for (case, number), path in sorted(slices.items())]
+    items = folder_datalist(input_dir, "case_*.png", option="input_dir", name_pattern=SLICE_NAME, described_as="case_NNN_slice_K.nii.png")
+    return [{**item, "image": str(Path(item["image"]).resolve())} for item in items]
 
 
 def _slices(files: Iterable[Path], pattern: re.Pattern) -> dict[tuple[str, int], Path]:
@@ -165,7 +163,7 @@ def _ranges(numbers: list[int]) -> str:
 
 def _mask_values(mask_file: Path) -> np.ndarray:
     """Distinct pixel values of a mask; any value outside :data:`LABEL_VALUES` is an :class:`InputError`."""
-    found = np.unique(read_mask(mask_file))
+    found = np.unique(file_pixels(mask_file))
     unexpected = np.setdiff1d(found, LABEL_VALUES).tolist()
     if unexpected:
         shown = ", ".join(map(str, unexpected[:10])) + (f", ... ({len(unexpected)} in all)" if len(unexpected) > 10 else "")

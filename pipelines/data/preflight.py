@@ -1,4 +1,5 @@
-"""Checks a bundle's ``initialize`` step runs before anything is read for training or written."""
+"""Checks of every family that a bundle's ``initialize`` step runs before anything is read for training or written
+(each family checks its own slices: :meth:`pipelines.data.lgg.LggData.check`, :meth:`pipelines.data.oasis.OasisData.check`)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from pipelines.data.datalist import split_rows
 from pipelines.errors import InputError, first_line
 
-__all__ = ["check_checkpoint", "check_lgg_slices", "check_writable", "model_weights", "patch_within"]
-
-BINARY_MASK_VALUES = {0, 255}
-EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
-PIXEL_FORMATS = {"F": "32-bit float", "I": "32-bit integer", "I;16": "16-bit", "1": "1-bit", "P": "palette"}
+__all__ = ["check_checkpoint", "check_writable", "model_weights", "patch_within"]
 
 
 def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str = "") -> dict[str, torch.Tensor]:
@@ -80,39 +74,3 @@ def patch_within(patch_size: Sequence[int], image_size: Sequence[int]) -> list[i
     if any(patch > image for patch, image in zip(patch_size, image_size)):
         raise InputError(f"--patch_size {list(patch_size)}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
     return list(patch_size)
-
-
-def check_lgg_slices(
-    manifest: str | os.PathLike, dataset_dir: str | os.PathLike, splits: Sequence[str], channels: Sequence[int], min_size: Sequence[int]
-) -> None:
-    """Check that the slices of ``splits`` fit the bundle before it trains or evaluates.
-
-    Every image must be 8-bit grey or colour (the bundles scale 0..255 to 0..1; a float slice could hold
-    NaN), have the channels the bundle reads (``channels``, 0-based) and be at least ``min_size`` pixels
-    (the bundle's ``image_size``: smaller slices would be silently up-sampled before any patch or sliding
-    window is taken); every label must be a single-channel mask of 0 and 255 only. Reads each mask's
-    pixels (about a second per thousand slices) and only the image headers. Raises an :class:`InputError`
-    naming the file, its manifest row and the problem.
-    """
-    root = Path(dataset_dir)
-    need_channels, (need_w, need_h) = max(channels) + 1, min_size
-    for row in split_rows(manifest, dataset_dir, splits):
-        where = f"(manifest {manifest} row {row['row']})"
-        image_path, label_path = root / row["image"], root / row["label"]
-        try:
-            with Image.open(image_path) as image:
-                mode, bands, (width, height) = image.mode, len(image.getbands()), image.size
-            with Image.open(label_path) as label:
-                label_bands, values = len(label.getbands()), np.unique(np.asarray(label))
-        except (OSError, UnidentifiedImageError) as err:
-            raise InputError(f"{err.filename or image_path}: cannot read image: {err} {where}") from None
-        if mode not in EIGHT_BIT_MODES:
-            raise InputError(f"image {image_path}: pixel format {mode} ({PIXEL_FORMATS.get(mode, 'not 8-bit')}), expected 8-bit slices of values 0..255 {where}")
-        if bands < need_channels:
-            raise InputError(f"image {image_path}: has {bands} channel(s) but this bundle reads channels {list(channels)} {where}")
-        if width < need_w or height < need_h:
-            raise InputError(f"image {image_path}: {width}x{height} is smaller than the {need_w}x{need_h} this bundle works at {where}")
-        if label_bands != 1:
-            raise InputError(f"label {label_path}: has {label_bands} channels, expected a single-channel mask {where}")
-        if not set(values.tolist()) <= BINARY_MASK_VALUES:
-            raise InputError(f"label {label_path}: values {values.tolist()[:8]} found, expected a binary mask of 0 and 255 {where}")

@@ -35,6 +35,7 @@ from monai.metrics import get_confusion_matrix
 from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.engine.distributed import gather, is_rank_zero
 from pipelines.errors import InputError
+from pipelines.portable.masks import postprocess_volume
 
 __all__ = ["SegmentationMetricsWriter", "scores_from_counts", "slices_by_subject", "CONVENTIONS"]
 
@@ -198,14 +199,13 @@ class SegmentationMetricsWriter:
             record = {"subject": str(item["subject"]), "slice": int(item["slice"]), "image": _filename(item.get("image")), "label": _filename(item.get("label"))}
             self._records.append({**record, **self._counts(pred[None], label[None])[0]})
             if self.postprocessing is not None:
-                self._masks.append((record["subject"], record["slice"], *(np.asarray(t.detach().cpu(), dtype=bool) for t in (pred, label))))
+                self._masks.append((record["subject"], record["slice"], *(np.asarray(t.detach().cpu(), dtype=np.uint8) for t in (pred, label))))
 
     def _postprocessed_records(self) -> list[dict]:
         """Per-slice counts after ``postprocessing`` of each subject's stacked (C, H, W, S) prediction volume."""
         records = []
         for subject, (numbers, preds, labels) in slices_by_subject(self._masks).items():
-            volume = self.postprocessing(torch.from_numpy(np.stack(preds, axis=-1)).float())
-            post = torch.as_tensor(volume).float().movedim(-1, 0)  # (S, C, H, W)
+            post = torch.from_numpy(postprocess_volume(preds, self.postprocessing)).float().movedim(-1, 0)  # (S, C, H, W)
             counts = self._counts(post, torch.from_numpy(np.stack(labels)).float())
             records += [{"subject": subject, "slice": number, **item} for number, item in zip(numbers, counts)]
         return records

@@ -21,13 +21,12 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from pipelines.atomic import save_atomic, write_text_atomic
-from pipelines.data.manifest import FOLD_VALIDATIONS
 from pipelines.data.preflight import model_weights
 from pipelines.errors import InputError
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "keeps_best_epoch", "latest_checkpoint", "validation_split",
+    "check_resume", "keeps_best_epoch", "latest_checkpoint",
 ]
 
 MODEL_EPOCHS = ("best", "last")
@@ -175,22 +174,6 @@ def keeps_best_epoch(model_epoch: str) -> bool:
     return model_epoch == "best"
 
 
-def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -> str:
-    """The split that validates a training run: ``"val"``, or ``"test"`` in cross-validation with
-    ``fold_validation="test"`` (no validation fold; every other fold trains, as in nnU-Net). The held-out fold
-    may then pick nothing, so that needs ``model_epoch="last"``; ``"test"`` without ``fold`` or with
-    ``model_epoch="best"``, or another value, is an :class:`InputError`."""
-    if fold_validation not in FOLD_VALIDATIONS:
-        raise InputError(f"--fold_validation {fold_validation!r}: expected one of {', '.join(FOLD_VALIDATIONS)}")
-    if fold_validation == "next":
-        return "val"
-    if fold is None:
-        raise InputError("--fold_validation test: only for cross-validation (pass --fold k); without it the manifest's val split validates")
-    if keeps_best_epoch(model_epoch):
-        raise InputError("--fold_validation test with --model_epoch best: the held-out test fold would pick model.pt; use --model_epoch last")
-    return "test"
-
-
 class AtomicCheckpointSaver(CheckpointSaver):
     """MONAI's ``CheckpointSaver`` (same arguments and file names) with crash-safe files.
 
@@ -219,7 +202,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
 
 class StopOnNonFiniteLoss:
-    """Ignite handler for a trainer: ends the run with one ``error:`` line when the loss is NaN or infinite.
+    """Ignite handler for a trainer: stops the run with an :class:`InputError` (one ``error:`` line at the command
+    line) when the loss is NaN or infinite.
 
     With ``every_iteration`` it reads each step's loss (``engine.state.output``) and names the epoch and
     iteration; otherwise (on CUDA, to avoid a host-device sync per step) it reads the epoch's mean loss,
@@ -261,7 +245,7 @@ class StopOnNonFiniteLoss:
         kept = f"the checkpoints in {self.ckpt_dir} ({', '.join(saved)}) are from before it" if saved else "no checkpoint was written"
         for bar in list(tqdm._instances):  # finish open progress bars now, not after the line at exit
             bar.close()
-        raise SystemExit(f"error: {what}; stopped before saving anything of this epoch: {kept} (lower the learning rate or check the data)")
+        raise InputError(f"{what}; stopped before saving anything of this epoch: {kept} (lower the learning rate or check the data)")
 
 
 class TrainSummaryWriter:

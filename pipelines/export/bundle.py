@@ -62,7 +62,7 @@ from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
 from pipelines.bundles import bundle_family, config_files
-from pipelines.data.datalist import channel_names
+from pipelines.data.lgg import channel_names
 from pipelines.data.preflight import model_weights
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, first_line

@@ -21,13 +21,26 @@ def find_slices(folder: str | os.PathLike, pattern: str, skip_suffixes: Sequence
     return [str(path) for path in sorted(Path(folder).rglob(pattern)) if path.is_file() and not path.name.endswith(tuple(skip_suffixes))]
 
 
-def numbered_slices(paths: Sequence[str]) -> list[dict]:
-    """Items ``{"image": path, "subject": its folder's name, "slice": the number that ends its stem}`` (without
-    one: its index in ``paths``), sorted by subject then slice."""
-    items = []
+def numbered_slices(paths: Sequence[str], name_pattern: str | None = None) -> list[dict]:
+    """Items ``{"image": path, "subject", "slice"}`` sorted by subject then slice. Without ``name_pattern``:
+    ``subject`` is the file's folder name and ``slice`` the number that ends its stem (without one: its index in
+    ``paths``). With it, a regular expression whose named groups ``subject`` and ``slice`` match the whole file
+    name (e.g. OASIS ``case_(?P<subject>\\d+)_slice_(?P<slice>\\d+)\\.nii\\.png``); other files are left out. Two files
+    of one subject and slice are an :class:`InputError`."""
+    items, seen = [], {}
     for rank, path in enumerate(paths):
-        number = _TRAILING_NUMBER.search(Path(path).stem)
-        items.append({"image": path, "subject": Path(path).parent.name, "slice": int(number.group(1)) if number else rank})
+        name = Path(path).name
+        if name_pattern is None:
+            number = _TRAILING_NUMBER.search(Path(path).stem)
+            subject, slice_number = Path(path).parent.name, int(number.group(1)) if number else rank
+        elif match := re.fullmatch(name_pattern, name):
+            subject, slice_number = match["subject"], int(match["slice"])
+        else:
+            continue
+        earlier = seen.setdefault((subject, slice_number), path)
+        if earlier != path:
+            raise InputError(f"{path}: subject {subject} slice {slice_number} is also {earlier}")
+        items.append({"image": path, "subject": subject, "slice": slice_number})
     return sorted(items, key=lambda item: (item["subject"], item["slice"]))
 
 
@@ -54,14 +67,18 @@ def with_neighbours(items: list[dict], neighbours: int) -> list[dict]:
     return [{**item, "image": [item["image"], *(nearest(item["subject"], item["slice"], o) for o in offsets)]} for item in items]
 
 
-def folder_datalist(folder: str | os.PathLike, pattern: str, skip_suffixes: Sequence[str] = (), neighbours: int = 0, option: str = "dataset_dir") -> list[dict]:
-    """Inference items of the slices below ``folder`` without a manifest: :func:`find_slices`, :func:`numbered_slices`,
-    then :func:`with_neighbours`. A missing folder or one without slices is an :class:`InputError` that names
-    ``option``, the setting ``folder`` came from."""
+def folder_datalist(
+    folder: str | os.PathLike, pattern: str, skip_suffixes: Sequence[str] = (), neighbours: int = 0, option: str = "dataset_dir",
+    name_pattern: str | None = None, described_as: str | None = None,
+) -> list[dict]:
+    """Inference items of the slices below ``folder`` without a manifest: :func:`find_slices`, :func:`numbered_slices`
+    (with ``name_pattern``), then :func:`with_neighbours`. A missing folder or one without slices is an
+    :class:`InputError` that names ``option``, the setting ``folder`` came from, and the slices as ``described_as``
+    (default: ``pattern`` quoted)."""
     if not os.path.isdir(folder):
-        raise InputError(f"{option} {str(folder)!r}: no such folder")
-    paths = find_slices(folder, pattern, skip_suffixes)
-    if not paths:
+        raise InputError(f"{option} {str(folder) or repr('')}: no such folder")
+    items = numbered_slices(find_slices(folder, pattern, skip_suffixes), name_pattern)
+    if not items:
         skipped = f" (names ending in {', '.join(repr(suffix) for suffix in skip_suffixes)} are skipped)" if skip_suffixes else ""
-        raise InputError(f"{option} {folder}: no '{pattern}' slices found{skipped}")
-    return with_neighbours(numbered_slices(paths), neighbours)
+        raise InputError(f"{option} {folder}: no {described_as or repr(pattern)} slices found{skipped}")
+    return with_neighbours(items, neighbours)

@@ -31,12 +31,16 @@ def write_mask(mask: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def postprocess_volume(slices: Sequence[np.ndarray], postprocessing: Callable | None) -> np.ndarray:
-    """One subject's ``(W, H)`` uint8 masks, in slice order, as a ``(W, H, S)`` uint8 volume after ``postprocessing``
-    (None: none) of its ``(1, W, H, S)`` tensor, e.g. ``KeepLargestConnectedComponent``, which must keep the shape."""
+    """One subject's slices in slice order, each a ``(W, H)`` mask or channel-first ``(C, W, H)`` masks, as one
+    ``(W, H, S)`` or ``(C, W, H, S)`` volume of their dtype, after ``postprocessing`` (None: none) of its
+    channel-first tensor (``(1, W, H, S)`` for plain masks), e.g. ``KeepLargestConnectedComponent``, which must
+    keep the shape."""
     volume = np.stack(slices, axis=-1)
     if postprocessing is None:
         return volume
-    return convert_to_numpy(postprocessing(torch.from_numpy(volume)[None]))[0].astype(np.uint8)
+    channel_first = volume if volume.ndim == 4 else volume[None]
+    done = convert_to_numpy(postprocessing(torch.from_numpy(channel_first))).astype(volume.dtype)
+    return done if volume.ndim == 4 else done[0]
 
 
 def postprocess_written_masks(datalist: Sequence[dict], mask_path: Callable[[str], str], postprocessing: Callable | None) -> None:
