@@ -67,7 +67,7 @@ TORCHRUN_BUNDLE = "lgg_unet_small"
 IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm", "pyyaml")  # in the GPU image (device tool's KINDS.md)
 CARRIED = tuple(line.split("==")[0] for line in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines() if line and not line.startswith("#"))
 PACKAGES = IMAGE_PACKAGES + CARRIED  # versions reported by the environment step
-ENGINES = {"train": "train#trainer", "evaluate": "evaluate#evaluator", "inference": "infer#evaluator"}
+ENGINES = {"train": "train#trainer", "evaluate": "evaluator", "inference": "evaluator"}
 CUDA_DEFAULTS = {"amp": True, "data_loader": "$monai.data.ThreadDataLoader", "loss_every_iteration": False}  # forced in the dry run
 SETTINGS = ("amp", "loss_every_iteration")  # recorded per workflow, with the loader classes
 DRY_RUN = {"batch_size": 2, "train#trainer#epoch_length": 1}

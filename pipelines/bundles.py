@@ -6,15 +6,17 @@ A bundle's ``configs/train.json`` holds its recipe and names its dataset family 
 this order:
 
 - train:              ``configs/train.json``, ``common.json``, ``<family>.json``
-- evaluate:           the same, then ``configs/evaluate.json``
-- inference:          the same, then ``configs/inference.json``
+- evaluate:           the same, then ``bundles/evaluate.json``
+- inference:          the same, then ``bundles/inference.json``
 - multi_gpu_train:    the same, then ``bundles/multi_gpu.json``, ``configs/multi_gpu_train.json``
-- multi_gpu_evaluate: the same, then ``bundles/multi_gpu.json``, ``configs/multi_gpu_evaluate.json``
+- multi_gpu_evaluate: the same, then ``bundles/multi_gpu.json``, ``bundles/evaluate.json``, ``configs/multi_gpu_evaluate.json``
 
 The multi-GPU modes run under ``torchrun``. The recipe comes first so that MONAI takes ``metadata.json`` and
 ``logging.conf`` from the bundle's own ``configs/`` folder; the family file after the common one, so that its
 ``#`` keys (e.g. ``validate#postprocessing``) land in the common sections; the workflow file last, so that it
-picks the ``initialize``/``run`` steps.
+picks the ``initialize``/``run`` steps. The evaluation and inference workflow files are shared by every bundle and
+define MONAI's workflow properties (``dataset``, ``evaluator``, ``inferer``, ...) at the top level, where
+``monai.bundle.ConfigWorkflow`` looks for them.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pathlib import Path
 
 from pipelines.errors import InputError
 
-__all__ = ["FAMILIES", "MODES", "MULTI_GPU_MODES", "bundle_family", "config_files", "bundle_command"]
+__all__ = ["FAMILIES", "MODES", "MULTI_GPU_MODES", "WORKFLOWS", "bundle_family", "config_files", "bundle_command"]
 
 MODES = ("train", "evaluate", "inference")
 MULTI_GPU_MODES = ("multi_gpu_train", "multi_gpu_evaluate")
 MULTI_GPU = "multi_gpu.json"  # in the bundles/ folder, shared by every bundle
 COMMON = "common.json"  # in the bundles/ folder: the machinery of every bundle
+WORKFLOWS = {"evaluate": "evaluate.json", "inference": "inference.json"}  # in the bundles/ folder, shared by every bundle
 FAMILIES = ("lgg", "oasis")  # each with bundles/<family>.json and pipelines/data/<family>.py
 
 
@@ -51,7 +54,9 @@ def config_files(bundle_dir: str | Path, mode: str) -> list[Path]:
     files = [configs / "train.json", shared / COMMON, shared / f"{bundle_family(bundle_dir)}.json"]
     if mode in MULTI_GPU_MODES:
         files.append(shared / MULTI_GPU)
-    return files + ([configs / f"{mode}.json"] if mode != "train" else [])
+    if mode in ("evaluate", "inference", "multi_gpu_evaluate"):
+        files.append(shared / WORKFLOWS[mode.removeprefix("multi_gpu_")])
+    return files + ([configs / f"{mode}.json"] if mode in MULTI_GPU_MODES else [])
 
 
 def bundle_command(bundle_dir: str | Path, mode: str, overrides: dict[str, object], processes: int = 1) -> list[str]:

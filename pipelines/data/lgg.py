@@ -261,9 +261,9 @@ class LggData:
         return StackedSliceDataset(data=self.datalist(split), transform=transform, cache_rate=1.0, copy_cache=False, num_workers=self.num_workers)
 
     @staticmethod
-    def uncached_dataset(datalist: list[dict], transform: Compose) -> StackedSliceDataset:
-        """A dataset over ``datalist`` that loads each item when it is drawn (inference reads each slice once)."""
-        return StackedSliceDataset(data=datalist, transform=transform, cache_rate=0.0)
+    def uncached_dataset(data: list[dict], transform: Compose) -> StackedSliceDataset:
+        """A dataset over the items ``data`` that loads each item when it is drawn (inference reads each slice once)."""
+        return StackedSliceDataset(data=data, transform=transform, cache_rate=0.0)
 
     def load_transforms(self) -> list:
         """Read image and mask as uint8 ``(C, H, W)``; keep ``image_channels`` (a label may be absent)."""

@@ -213,9 +213,9 @@ class OasisData:
         return CacheDataset(data=self.datalist(split), transform=transform, cache_rate=1.0, copy_cache=False, num_workers=self.num_workers)
 
     @staticmethod
-    def uncached_dataset(datalist: list[dict], transform: Compose) -> Dataset:
-        """A dataset over ``datalist`` that loads each item when it is drawn."""
-        return Dataset(data=datalist, transform=transform)
+    def uncached_dataset(data: list[dict], transform: Compose) -> Dataset:
+        """A dataset over the items ``data`` that loads each item when it is drawn."""
+        return Dataset(data=data, transform=transform)
 
     def load_transforms(self) -> list:
         """Read image and mask as uint8 ``(1, H, W)``; the mask's values become class indices 0..C-1."""

@@ -23,7 +23,8 @@ writes the MONAI bundle folder ``<name>/``:
   evaluation scored the exported checkpoint, and (LGG) the input channels the network was trained on
   (``num_channels``, ``channel_def``: the recipe's ``image_channels`` and ``neighbour_slices`` after the overrides);
 - ``configs/train.json``, ``configs/common.json``, ``configs/<family>.json``, ``configs/evaluate.json``: the
-  project recipe (which names its family) and the shared machinery, to evaluate the bundle inside a project;
+  project recipe (which names its family) and the shared machinery (``bundles/evaluate.json`` the last), to
+  evaluate the bundle inside a project;
 - ``configs/logging.conf``, ``docs/README.md`` (the bundle's, plus how to run this export), ``LICENSE``.
 
 Extra ``--<config id> VALUE`` pairs are the overrides the checkpoint was trained with (e.g.
@@ -61,7 +62,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
-from pipelines.bundles import bundle_family, config_files
+from pipelines.bundles import WORKFLOWS, bundle_family, config_files
 from pipelines.data.lgg import channel_names
 from pipelines.data.preflight import model_weights
 from pipelines.engine.evaluation import POSTPROCESSED
@@ -81,7 +82,7 @@ from . import {modules}
 errors.install_excepthook()
 '''
 STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
-COPIED = ("configs/evaluate.json", "configs/logging.conf", "LICENSE")
+COPIED = ("configs/logging.conf", "LICENSE")
 
 
 def export_bundle(
@@ -122,6 +123,7 @@ def export_bundle(
             (root / path).write_text(json.dumps(content, indent=4) + "\n")
         for path in COPIED:
             shutil.copyfile(bundle_dir / path, root / path)
+        shutil.copyfile(bundle_dir.parent / WORKFLOWS["evaluate"], root / "configs" / "evaluate.json")
         write_scripts(root)
         (root / "docs").mkdir()
         readme = (bundle_dir / "docs" / "README.md").read_text()
