@@ -87,6 +87,9 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, setting
         assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0]), name
     best = [json.loads((run / "train" / "training_run.json").read_text()) for run in (tmp_path / "full", part)]
     assert (best[0]["best_metric"], best[0]["best_metric_epoch"]) == (best[1]["best_metric"], best[1]["best_metric_epoch"])
+    # the resumed run trained epochs 2 and 3 and times them alone; epoch 1's time is the killed run's
+    assert list(best[1]["epoch_seconds"]) == ["1", "2", "3"] and best[1]["seconds_per_epoch"] * 2 == pytest.approx(best[1]["train_seconds"], abs=0.1)
+    assert "training done: 3 of 3 epochs" in resumed.stdout + resumed.stderr
 
 
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, settings):

@@ -4,6 +4,7 @@ facts of a finished run for reports."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -24,9 +25,11 @@ from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.data.preflight import model_weights
 from pipelines.errors import InputError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "keeps_best_epoch", "latest_checkpoint",
+    "check_resume", "keeps_best_epoch", "latest_checkpoint", "log_step_at_debug",
 ]
 
 MODEL_EPOCHS = ("best", "last")
@@ -248,32 +251,67 @@ class StopOnNonFiniteLoss:
         raise InputError(f"{what}; stopped before saving anything of this epoch: {kept} (lower the learning rate or check the data)")
 
 
-class TrainSummaryWriter:
-    """Ignite handler for a trainer: writes ``<output_dir>/training_run.json`` after every epoch.
+def log_step_at_debug(engine: Engine) -> None:
+    """MONAI ``StatsHandler``'s ``iteration_print_logger``: each step's training loss at DEBUG level (logger
+    ``pipelines.engine.training``), so that it stays off the console between the progress bar's updates unless
+    ``configs/logging.conf`` asks for DEBUG; TensorBoard has it per step anyway."""
+    loss = from_engine(["loss"], first=True)(engine.state.output)
+    step = (engine.state.iteration - 1) % engine.state.epoch_length + 1
+    logger.debug(f"epoch {engine.state.epoch}/{engine.state.max_epochs}, step {step}/{engine.state.epoch_length}: train_loss {float(loss):.4f}")
 
-    Keys: ``epochs`` (completed), ``max_epochs``, ``train_seconds`` (wall time of this run),
-    ``seconds_per_epoch``, ``best_metric`` and ``best_metric_epoch`` of ``validator`` (when given), and
-    everything in ``facts`` (e.g. image size, batch size, device). Written atomically, so the file
-    always describes the last completed epoch.
+
+class TrainSummaryWriter:
+    """Ignite handler for a trainer: writes ``<output_dir>/training_run.json`` after every epoch, and logs one
+    summary line when training ends.
+
+    Keys: ``epochs`` (completed), ``max_epochs``, ``train_seconds`` (wall time of this run, since it started or
+    resumed), ``seconds_per_epoch`` (of the epochs this run trained), ``epoch_seconds`` (each epoch's own time,
+    validation included, by epoch; a resumed run keeps the earlier epochs' entries of the file), ``best_metric``
+    and ``best_metric_epoch`` of ``validator`` (when given), and everything in ``facts`` (e.g. image size, batch
+    size, device, ``selection_metric`` and ``model_epoch``). Written atomically, so the file always describes the
+    last completed epoch. The last line names the epochs run, the epoch and score of ``ckpt_path`` (``model.pt``)
+    and where the checkpoints and logs are.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, validator: Engine | None = None, facts: dict | None = None) -> None:
+    def __init__(self, output_dir: str | os.PathLike, validator: Engine | None = None, facts: dict | None = None, ckpt_path: str | os.PathLike | None = None) -> None:
         self.path = Path(output_dir) / "training_run.json"
         self.validator = validator
         self.facts = dict(facts or {})
-        self._started = 0.0
+        self.ckpt_path = ckpt_path
+        self._started = self._epoch_started = 0.0
+        self._first_epoch = 0
+        self._epoch_seconds: dict[str, float] = {}
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+        engine.add_event_handler(Events.COMPLETED, self._finish)
 
     def _start(self, engine: Engine) -> None:
-        self._started = time.perf_counter()
+        """At the start or resume (attached after the checkpoint loader, so ``engine.state.epoch`` is restored)."""
+        self._started, self._first_epoch = time.perf_counter(), engine.state.epoch
+        earlier = json.loads(self.path.read_text()).get("epoch_seconds", {}) if self._first_epoch and self.path.is_file() else {}
+        self._epoch_seconds = {epoch: seconds for epoch, seconds in earlier.items() if int(epoch) <= self._first_epoch}
+
+    def _start_epoch(self, engine: Engine) -> None:
+        self._epoch_started = time.perf_counter()
 
     def _write(self, engine: Engine) -> None:
-        seconds = time.perf_counter() - self._started
-        summary = {"epochs": engine.state.epoch, "max_epochs": engine.state.max_epochs, "train_seconds": round(seconds, 1),
-                   "seconds_per_epoch": round(seconds / max(engine.state.epoch, 1), 2), **self.facts}
+        now = time.perf_counter()
+        self._epoch_seconds[str(engine.state.epoch)] = round(now - self._epoch_started, 1)
+        trained = max(engine.state.epoch - self._first_epoch, 1)
+        summary = {"epochs": engine.state.epoch, "max_epochs": engine.state.max_epochs, "train_seconds": round(now - self._started, 1),
+                   "seconds_per_epoch": round((now - self._started) / trained, 2), "epoch_seconds": self._epoch_seconds, **self.facts}
         if self.validator is not None:
             summary.update(best_metric=getattr(self.validator.state, "best_metric", None), best_metric_epoch=getattr(self.validator.state, "best_metric_epoch", None))
         write_text_atomic(self.path, json.dumps(summary, indent=2, default=str) + "\n")
+
+    def _finish(self, engine: Engine) -> None:
+        state, metric = engine.state, self.facts.get("selection_metric", "the key metric")
+        if self.validator is not None and self.facts.get("model_epoch") != "last" and getattr(self.validator.state, "best_metric_epoch", -1) > 0:
+            kept = f"best {metric} {self.validator.state.best_metric:.4f} at epoch {self.validator.state.best_metric_epoch}"
+        else:
+            kept = f"the last epoch's weights ({metric} {self.validator.state.metrics.get(metric, float('nan')):.4f})" if self.validator is not None else "the last epoch's weights"
+        logger.info(f"training done: {state.epoch} of {state.max_epochs} epochs in {(time.perf_counter() - self._started) / 60:.1f} min; "
+                    f"model.pt: {kept}" + (f" ({self.ckpt_path})" if self.ckpt_path else "") + f"; logs, TensorBoard and training_run.json in {self.path.parent}")
