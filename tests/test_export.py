@@ -257,7 +257,7 @@ def test_import_refuses_a_damaged_archive(lgg, tmp_path, capsys, damage):
             data[len(data) // 3] ^= 1
         archive.write_bytes(bytes(data))
         fragment = str(archive)
-    assert main(["export", "--import", str(archive), "--into", str(tmp_path / "bundles")]) == 2
+    assert main(["export", "--import", str(archive), "--into", str(tmp_path / "bundles")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
     assert not (tmp_path / "bundles" / "lgg_unet_small").exists()
@@ -265,7 +265,7 @@ def test_import_refuses_a_damaged_archive(lgg, tmp_path, capsys, damage):
 
 def test_import_refuses_to_overwrite(lgg, tmp_path, capsys):
     (tmp_path / "lgg_unet_small").mkdir()
-    assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path)]) == 2
+    assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path)]) == 1
     assert "already exists" in capsys.readouterr().err
 
 
@@ -279,7 +279,7 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(lgg, tmp_path, capsys, ca
         shutil.copyfile(lgg.run / "models" / "model.pt", ckpt)
         overrides = ["--network_def#features", "8"]
     out = tmp_path / "out.zip"
-    assert main(["export", str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(ckpt), *overrides]) == 2
+    assert main(["export", str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(ckpt), *overrides]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     expected = {"missing": "no such file", "truncated": "damaged or not a PyTorch checkpoint", "wrong architecture": "does not fit this bundle's network"}
     assert err[-1].startswith(f"error: checkpoint {ckpt}") and expected[case] in err[-1] and len(err) == 1
@@ -291,7 +291,7 @@ def test_export_refuses_normalisation_that_refers_to_other_ids(lgg, tmp_path, ca
     referring = "[{'_target_': 'NormalizeIntensityd', 'keys': 'image', 'subtrahend': '@learning_rate'}]"
     out = tmp_path / "out.zip"
     assert main(["export", str(REPO / "bundles" / "lgg_unet_small"), "--out", str(out), "--ckpt_path", str(lgg.run / "models" / "model.pt"),
-                 "--eval_dir", str(lgg.run / "eval"), *as_flags(lgg.overrides), "--intensity_normalisation", referring]) == 2
+                 "--eval_dir", str(lgg.run / "eval"), *as_flags(lgg.overrides), "--intensity_normalisation", referring]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: intensity_normalisation refers to other config ids") and "@learning_rate" in err[0]
     assert not out.exists()

@@ -176,7 +176,7 @@ def test_folds_command_prints_and_writes_the_assignment(demo, tmp_path, capsys):
     assert len(written) == 5
     assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "3", "--fold", "1", "--fold_validation", "test"]) == 0
     assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:4]] == [["0", "train"], ["1", "test"], ["2", "train"]]
-    assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "6"]) == 2
+    assert main(["manifest", "folds", "--manifest", str(manifest), "--folds", "6"]) == 1
     assert capsys.readouterr().err.strip() == f"error: {manifest}: folds 6: need at least 3 folds (test, validation, training) and at most one per subject (5 subjects)"
 
 
@@ -214,11 +214,11 @@ def test_crossval_reports_post_processing_when_the_folds_have_it(tmp_path):
 
 
 def test_crossval_errors(tmp_path, capsys):
-    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--summarise-only"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--summarise-only"]) == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: no fold<k>/eval/test_summary.json for k in 0..4; run the folds first"
-    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--only", "5"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--only", "5"]) == 1
     assert capsys.readouterr().err.strip() == "error: --only 5: folds are 0..4 with --folds 5"
-    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 2
+    assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 1
     assert "--fold: set by crossval for each fold" in capsys.readouterr().err
 
 

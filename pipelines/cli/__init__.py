@@ -1,7 +1,8 @@
 """``python -m pipelines``: the project's commands around the bundles.
 
 Each command is a module here with ``main(argv)``; it raises :class:`~pipelines.errors.InputError` on bad
-input, and :func:`main` is the one place that turns it into one ``error:`` line on stderr and exit code 2.
+input, and :func:`main` is the one place that turns it into one ``error:`` line on stderr and exit code 1, as for a bundle run;
+command-line usage errors (an unknown option) exit with 2 (argparse).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pipelines.cli.errors import print_error
 from pipelines.errors import InputError
 
-EXIT_INPUT_ERROR = 2
+EXIT_INPUT_ERROR = 1  # as a bundle run ending in an InputError (Python exits with 1); argparse usage errors exit with 2
 
 # command -> help; the module pipelines.cli.<command> (``-`` as ``_``) parses the rest of the command line
 COMMANDS = {
@@ -26,7 +27,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; 0 on success, 2 on an input error (one ``error:`` line on stderr)."""
+    """Run one command; 0 on success, 1 on an input error (one ``error:`` line on stderr)."""
     argv = sys.argv[1:] if argv is None else argv
     if not (argv[:1] and argv[0] in COMMANDS):
         parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])

@@ -13,7 +13,7 @@ patient once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject 
 folds, and for ``per_subject_3d`` each fold's mean; a ``postprocessed`` block holds the same after the
 bundle's 3D post-processing when it has one.
 
-Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
+Every input problem ends with one ``error: ...`` line on stderr and exit code 1.
 """
 
 from __future__ import annotations

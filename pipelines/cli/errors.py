@@ -1,7 +1,7 @@
 """How bad input reaches the user: one ``error: <message>`` line on stderr, no traceback, a non-zero exit code.
 
 Code anywhere raises :class:`pipelines.errors.InputError`. The ``python -m pipelines`` commands print it and
-return 2 (:func:`pipelines.cli.main`). A bundle run, ``python -m monai.bundle run``, ends in the same line
+return 1 (:func:`pipelines.cli.main`). A bundle run, ``python -m monai.bundle run``, ends in the same line
 and exit code 1 through :func:`excepthook`, which importing this module installs: every bundle config imports
 it (``"$import pipelines.cli.errors"``). The hook lives in :mod:`pipelines.portable.errors`, which an exported
 bundle ships and installs the same way. MONAI wraps what a config expression or component raises in a

@@ -1,6 +1,6 @@
 """Command line for slice manifests: build (LGG kaggle_3m or OASIS), validate, restrict, summary, folds, demo-data.
 
-Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
+Every input problem ends with one ``error: ...`` line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a manifest and its files",
                                    description="Check a manifest; print OK with per-split counts, "
-                                               "or one error line naming file, row and column (exit code 2).")
+                                               "or one error line naming file, row and column (exit code 1).")
     validate.add_argument("--manifest", required=True, help="manifest CSV to check")
     validate.add_argument("--dataset_dir", "--dataset-dir", help="dataset root the image/label paths are relative to")
     validate.add_argument("--require", nargs="+", default=(), choices=manifest.SPLITS, metavar="SPLIT",

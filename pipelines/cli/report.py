@@ -1,6 +1,6 @@
 """Reports of evaluated runs: run (figures and report.md of one run), compare (one table of several runs).
 
-Every input problem ends with one ``error: ...`` line on stderr and exit code 2.
+Every input problem ends with one ``error: ...`` line on stderr and exit code 1.
 """
 
 from __future__ import annotations

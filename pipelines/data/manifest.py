@@ -3,7 +3,10 @@ builds its own rows: :mod:`pipelines.data.lgg` scans ``kaggle_3m``, :mod:`pipeli
 
 A manifest is a UTF-8 CSV with one row per 2D slice::
 
-    subject,slice,image,label,diagnosis,split[,fold]
+    subject,slice,image,label,diagnosis,split[,fold][,your own columns]
+
+Columns with other names (notes, scanner, rater, ...) are the researcher's: kept when the project rewrites the
+manifest, never read; a name one edit from a known column (``spilt``, ``Lable``) is an error that says so.
 
 ``image`` and ``label`` are paths relative to the dataset root (the ``kaggle_3m`` or
 ``keras_png_slices_data`` folder) with ``/`` separators; ``diagnosis`` is 1 when the label has any
@@ -15,7 +18,6 @@ because neighbouring slices of one patient are nearly identical.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import posixpath
 import re
@@ -116,10 +118,12 @@ def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -
 def write_manifest(rows: Iterable[dict], path) -> Path:
     """Write rows as a manifest CSV atomically (:func:`pipelines.atomic.atomic_path`), UTF-8, LF line endings.
 
-    Columns: :data:`WRITE_COLUMNS`, then ``fold`` when any row has one; other keys are ignored.
+    Columns: :data:`WRITE_COLUMNS`, then ``fold`` when any row has one, then the researcher's own columns of a read
+    manifest (notes, scanner, ...) in their order; ``row`` (the line number :func:`validate_manifest` adds) is left out.
     """
     rows, path = list(rows), Path(path)
     columns = WRITE_COLUMNS + tuple(column for column in OPTIONAL_COLUMNS if any(column in row for row in rows))
+    columns += tuple(dict.fromkeys(key for row in rows for key in row if key not in columns + REQUIRED_COLUMNS + ("row",)))
     with atomic_path(path) as partial, partial.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.DictWriter(stream, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -253,6 +257,8 @@ def records_as_dicts(path: Path, header: list[str], records) -> list[dict]:
 
 
 def _check_header(path: Path, header: list[str]) -> None:
+    """Required columns present, none twice; a column one edit from a known name (``spilt``, ``Lable``) is an error
+    that says which; any other column is the researcher's own (notes, scanner, rater): kept, never read."""
     known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
     separator = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
     if separator:
@@ -261,13 +267,21 @@ def _check_header(path: Path, header: list[str]) -> None:
     for position, name in enumerate(header):
         if name in header[:position]:
             raise InputError(f"{path} header: column '{name}' appears twice")
-        if name not in known:
-            close = difflib.get_close_matches(name.lower(), known, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise InputError(f"{path} header: unknown column '{name}'; {hint}allowed: {', '.join(known)}")
+        meant = next((column for column in known if name != column and _one_edit_apart(name.lower(), column)), None)
+        if meant:
+            raise InputError(f"{path} header: column '{name}' is one edit from '{meant}'; rename it (columns with other names are kept as notes)")
     for name in REQUIRED_COLUMNS:
         if name not in header:
             raise InputError(f"{path} header: missing required column '{name}'")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """``a`` becomes ``b`` by at most one insertion, deletion, substitution or swap of neighbours (or is ``b``)."""
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) <= 1 or (len(differ) == 2 and differ[1] == differ[0] + 1 and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]])
+    shorter, longer = sorted((a, b), key=len)
+    return len(longer) - len(shorter) == 1 and any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer)))
 
 
 def whole_number(cell: str) -> int:
@@ -323,7 +337,7 @@ def _read_manifest(path: Path) -> list[dict]:
     _check_header(path, header)
     rows = records_as_dicts(path, header, records)
     for row in rows:
-        for column in header:
+        for column in (column for column in header if column in REQUIRED_COLUMNS + OPTIONAL_COLUMNS):
             location = f"{path} row {row['row']} column '{column}'"
             if not row[column]:
                 raise InputError(f"{location}: empty cell")
