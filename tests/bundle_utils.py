@@ -48,6 +48,12 @@ def run_bundle(bundle: str, mode: str, processes: int = 1, fresh_interpreter: bo
     if fresh_interpreter or processes > 1:
         env = {**os.environ, "OMP_NUM_THREADS": "1"} if processes > 1 else None
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    return run_preloaded(command)
+
+
+def run_preloaded(command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` (``python -m monai.bundle ...``) from the repo root, in a child of the preloaded server (see the
+    module docstring); the finished process with its exit code and text output."""
     with tempfile.TemporaryDirectory() as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         child = PRELOADED.Process(target=preloaded_main, args=(command[3:], out, err), name="monai.bundle")

@@ -9,7 +9,7 @@ from monai.bundle import ConfigParser
 import pipelines.engine.training
 from pipelines.bundles import config_files
 from pipelines.data.preflight import model_weights
-from pipelines.engine.training import AtomicCheckpointSaver, RunState, keeps_best_epoch
+from pipelines.engine.training import AtomicCheckpointSaver, RunState, keeps_best_epoch, load_initial_weights
 from pipelines.errors import InputError
 
 
@@ -151,3 +151,18 @@ def test_an_unknown_model_epoch_is_one_line():
     assert keeps_best_epoch("best") and not keeps_best_epoch("last")
     with pytest.raises(InputError, match=r"^--model_epoch 'final': expected one of best, last$"):
         keeps_best_epoch("final")
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    """``--init_weights``: a model.pt (or an epoch checkpoint) checked to fit and loaded before training; "" changes nothing."""
+    trained, fresh = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    before = {key: value.clone() for key, value in fresh.state_dict().items()}
+    load_initial_weights(fresh, "")
+    assert all(torch.equal(before[key], value) for key, value in fresh.state_dict().items())
+    load_initial_weights(fresh, tmp_path / "model.pt")
+    assert all(torch.equal(trained.state_dict()[key], value) for key, value in fresh.state_dict().items())
+    with pytest.raises(InputError, match=r"checkpoint .*nowhere.pt: no such file \(--init_weights\)"):
+        load_initial_weights(fresh, tmp_path / "nowhere.pt")
+    with pytest.raises(InputError, match="does not fit this bundle's network"):
+        load_initial_weights(torch.nn.Linear(3, 2), tmp_path / "model.pt")

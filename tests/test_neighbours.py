@@ -1,11 +1,9 @@
 """2.5D input: neighbouring slices of the same subject stacked as channels, repeated at edges and gaps."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from monai.bundle import ConfigParser
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
@@ -14,7 +12,6 @@ from pipelines.data.demo import make_lgg_demo
 from pipelines.data.lgg import KAGGLE_3M_SEQUENCES, build_kaggle_3m, channel_names, load_folder, stacked_channels
 from pipelines.data.manifest import write_manifest
 from pipelines.errors import InputError
-from pipelines.export.bundle import RESOURCES, write_scripts
 
 from transforms import SelectChannelsd
 
@@ -84,21 +81,6 @@ def test_negative_neighbours_is_a_one_line_error(tmp_path):
     write_slices(tmp_path, "A", [1])
     with pytest.raises(InputError, match=r"^neighbour_slices -1: expected a whole number of slices on each side, 0 or more$"):
         load_folder(tmp_path, neighbours=-1)
-
-
-@pytest.mark.parametrize("neighbours", [0, 1, 2])
-def test_the_exported_inference_stacks_the_same_neighbours(tmp_path, neighbours, import_scripts_from):
-    """The standalone config's datalist (its scripts package, the project's pipelines/portable) is the project's."""
-    data = tmp_path.resolve() / "slices"  # resolved: the project's paths are
-    write_slices(data, "A", [1, 2, 3, 5])  # a gap at 4
-    write_slices(data, "B", [7])  # a lone slice
-    write_scripts(tmp_path)
-    import_scripts_from(tmp_path)
-    config = json.loads((RESOURCES / "export_inference.json").read_text())
-    config.update(json.loads((RESOURCES / "export_inference_lgg.json").read_text()))
-    config.update(dataset_dir=str(data), neighbour_slices=neighbours)
-    exported = ConfigParser(config).get_parsed_content("datalist")
-    assert exported == load_folder(data, neighbours=neighbours) and len(exported) == 5
 
 
 def test_channel_names_follow_the_stacked_order():

@@ -1,10 +1,15 @@
-"""The README's main command, ``python -m pipelines demo``, end to end (one epoch) and its input errors."""
+"""The README's commands: the main one, ``python -m pipelines demo``, end to end (one epoch) and its input errors, and
+the bundle section's ``python -m monai.bundle run`` lines, from the repository root and from an exported bundle."""
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 
-from bundle_utils import REPO, assert_one_line_error
+from bundle_utils import REPO, assert_one_line_error, run_preloaded
+
+from pipelines.cli import main
 
 
 def demo(tmp_path, *arguments):
@@ -29,3 +34,39 @@ def test_demo_of_an_unknown_bundle_is_one_line(tmp_path):
     result = demo(tmp_path, "--bundle", "no_such_bundle")
     assert_one_line_error(result, "bundles/no_such_bundle")
     assert not (tmp_path / "data").exists()
+
+
+def readme_bundle_commands() -> list[str]:
+    """The ``python -m monai.bundle run`` lines of the README's bundle section, as written."""
+    section = (REPO / "README.md").read_text().split("## The bundles", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in section.splitlines() if line.strip().startswith("python -m monai.bundle run")]
+
+
+def test_the_readme_bundle_commands_run_as_written(tmp_path, lgg_demo_root, lgg_demo_manifest, oasis_demo_root, oasis_demo_manifest):
+    """From the repository root: each LGG workflow of a bundle and OASIS's; then from an exported bundle's folder. The
+    placeholders become the demo data, and each command gets the demo manifest, one epoch, small networks and
+    output folders in tmp_path."""
+    commands = readme_bundle_commands()
+    repository, exported = [c for c in commands if "bundles/" in c], [c for c in commands if "configs/" in c and "bundles/" not in c]
+    assert len(repository) == 6 and len(exported) == 2
+    places = {"<bundle>": "lgg_unet_small", "/path/to/kaggle_3m": str(lgg_demo_root), "/path/to/keras_png_slices_data": str(oasis_demo_root),
+              "/path/to/slices": str(lgg_demo_root)}
+    for command in repository:
+        oasis = "oasis" in command
+        extra = ["--manifest", str(oasis_demo_manifest if oasis else lgg_demo_manifest), "--epochs", "1", "--network_def#features", "4",
+                 "--ckpt_dir", str(tmp_path / ("oasis" if oasis else "lgg") / "models"), "--output_dir", str(tmp_path / ("oasis" if oasis else "lgg") / "out")]
+        for placeholder, value in places.items():
+            command = command.replace(placeholder, value)
+        result = run_preloaded([sys.executable, *shlex.split(command)[1:], *extra])
+        assert result.returncode == 0, (command, result.stderr[-3000:])
+    archive = tmp_path / "lgg_unet_small.zip"
+    assert main(["export", "bundles/lgg_unet_small", "--out", str(archive), "--ckpt_path", str(tmp_path / "lgg" / "models" / "model.pt"),
+                 "--eval_dir", str(tmp_path / "lgg" / "out"), "--manifest", str(lgg_demo_manifest), "--network_def#features", "4"]) == 0
+    shutil.unpack_archive(archive, tmp_path / "unzipped")
+    for command in exported:
+        for placeholder, value in places.items():
+            command = command.replace(placeholder, value)
+        result = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=tmp_path / "unzipped" / "lgg_unet_small", capture_output=True, text=True)
+        assert result.returncode == 0, (command, result.stderr[-3000:])
+    assert (tmp_path / "unzipped" / "lgg_unet_small" / "out" / "predictions" / "predictions.csv").is_file()
+    assert (tmp_path / "unzipped" / "lgg_unet_small" / "eval" / "test_summary.json").is_file()

@@ -7,7 +7,7 @@ import ast
 
 from pipelines.cli import config_overrides
 from pipelines.errors import InputError
-from pipelines.export.bundle import evaluate_files, export_bundle, import_bundle
+from pipelines.export.bundle import export_bundle, import_bundle
 
 
 def _literal(value: str) -> object:
@@ -21,9 +21,9 @@ def _literal(value: str) -> object:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines export",
-        description="Export a trained bundle as a zip that runs with MONAI and PyTorch alone, or import such a zip.",
+        description="Export a trained bundle as a MONAI model-zoo bundle zip that runs on its own, or import such a zip.",
         epilog="Further --<config id> VALUE pairs are the overrides the checkpoint was trained with (e.g. --network_def#features 4); "
-        "they go into the exported recipe.",
+        "they go into the exported configs.",
     )
     parser.add_argument("bundle", nargs="?", help="bundle folder to export, e.g. bundles/lgg_unet_small")
     parser.add_argument("--out", help="zip to write, e.g. lgg_unet_small.zip")
@@ -36,9 +36,8 @@ def main(argv: list[str]) -> None:
         if args.bundle or extra or not args.into:
             raise InputError("--import ZIP takes --into FOLDER and nothing else")
         target = import_bundle(args.archive, args.into)
-        files = ",".join(repr(str(path)) for path in evaluate_files(target))
-        print(f"imported {target}; evaluate it from the repository root with\n"
-              f'  python -m monai.bundle run --config_file "[{files}]" --bundle_root {target} --dataset_dir DATA --manifest CSV')
+        print(f"imported {target}; evaluate it from that folder with\n"
+              f"  python -m monai.bundle run --config_file configs/evaluate.json --dataset_dir DATA [--manifest CSV]")
     else:
         if not (args.bundle and args.out):
             raise InputError("give a bundle folder and --out ZIP (or --import ZIP --into FOLDER)")

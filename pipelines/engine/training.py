@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "keeps_best_epoch", "latest_checkpoint", "log_step_at_debug",
+    "check_resume", "keeps_best_epoch", "latest_checkpoint", "load_initial_weights", "log_step_at_debug",
 ]
 
 MODEL_EPOCHS = ("best", "last")
@@ -137,6 +137,13 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
     """Path of the highest ``checkpoint_epoch=N.pt`` in ``ckpt_dir``, or ``""`` when there is none."""
     found = [(int(path.stem.split("=")[1]), path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if path.stem.split("=")[1].isdigit()]
     return str(max(found)[1]) if found else ""
+
+
+def load_initial_weights(network: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Fine-tuning: load the weights of ``path`` (a ``model.pt`` or ``checkpoint_epoch=N.pt``, checked to fit, read
+    weights-only) into ``network`` before training; ``""`` (the default ``init_weights``) leaves it as initialised."""
+    if str(path):
+        getattr(network, "module", network).load_state_dict(model_weights(path, network, hint="--init_weights"))
 
 
 def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module) -> str:

@@ -1,44 +1,36 @@
-"""Export a trained bundle as one zip that runs without this project, and import such a zip.
+"""Export a trained bundle as one zip in the MONAI model-zoo layout that runs on its own, and import such a zip.
 
 ``python -m pipelines export bundles/<name> --out <name>.zip [--ckpt_path P] [--eval_dir D] [--<config id> VALUE ...]``
-writes the MONAI bundle folder ``<name>/``:
+writes the bundle folder ``<name>/``:
 
-- ``models/model.pt``: the network's state dict as trained (read with ``weights_only=True``);
-- ``models/model.pt2``: the same network as a ``torch.export`` program (input ``(B, C, *spatial)`` float32,
-  ``B`` dynamic, spatial sizes any multiple of the factor in metadata's ``spatial_shape``, e.g. ``16*n``;
-  output ``(B, out_channels, *spatial)`` logits);
-- ``configs/inference.json``: standalone inference, MONAI, PyTorch and ``scripts/`` only (no ``pipelines``,
-  ``transforms`` or ``networks``): the project's inference preprocessing and postprocessing with MONAI
-  transforms, the ``.pt2`` program as the network, ``SaveImaged`` for the masks. Generated from
-  ``resources/export_inference.json`` and ``resources/export_inference_<lgg|oasis>.json``, whose
-  ``_from_bundle_`` maps its keys to the bundle config ids whose parsed values fill them, and
-  ``_config_from_bundle_`` to ids whose config as written (MONAI transform definitions naming no other id,
-  e.g. the recipe's ``intensity_normalisation``) fills them;
-- ``scripts/``: the modules of :mod:`pipelines.portable` that ``configs/inference.json`` calls (model checksum,
-  folder datalist with 2.5D stacks, channel selection, 3D post-processing of the masks), and an ``__init__.py``
-  that imports them and installs their one-line error hook; the bundle folder must be on ``sys.path`` (it is
-  as the working directory of ``python -m monai.bundle``);
-- ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions,
-  ``model_sha256`` of both model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that
-  evaluation scored the exported checkpoint, and (LGG) the input channels the network was trained on
-  (``num_channels``, ``channel_def``: the recipe's ``image_channels`` and ``neighbour_slices`` after the overrides);
-- ``configs/train.json``, ``configs/common.json``, ``configs/<family>.json``, ``configs/evaluate.json``: the
-  project recipe (which names its family) and the shared machinery (``bundles/evaluate.json`` the last), to
-  evaluate the bundle inside a project;
-- ``configs/logging.conf``, ``docs/README.md`` (the bundle's, plus how to run this export), ``LICENSE``.
+- ``configs/train.json``, ``configs/evaluate.json``, ``configs/inference.json``: each the project's merged
+  config of that workflow (recipe, ``bundles/common.json``, the family's file, the workflow file;
+  :func:`pipelines.bundles.config_files`) with the overrides the checkpoint was trained with (e.g.
+  ``--network_def#features 4``), ``bundle_root`` ``"."`` and ``"$import scripts"`` first among the imports, so
+  that ``python -m monai.bundle run --config_file configs/<workflow>.json`` runs from the bundle folder and
+  writes what the project writes (masks, NIfTI volumes, ``predictions.csv``, the Dice tables);
+- ``configs/manifest.csv``: the manifest the run used (when it is a file), the configs' default ``manifest``;
+- ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions, in
+  ``required_packages_version`` every other package that running the configs imports (:data:`REQUIRED_PACKAGES`,
+  ``fire`` for ``monai.bundle``'s command line included) at its installed version, ``model_sha256`` of both
+  model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that evaluation scored the exported
+  checkpoint (else none: never a placeholder), and (LGG) the input channels the network was trained on;
+- ``configs/logging.conf``, ``LICENSE``;
+- ``scripts/``: the project's ``pipelines`` (what configs build: data, engine, portable, errors; not the
+  command line, export or reports), ``transforms`` and ``networks``, copied from the project's own modules; its
+  ``__init__.py`` puts the folder first on ``sys.path`` (the configs name ``pipelines.*`` as in the project)
+  and installs the one-line error hook;
+- ``models/model.pt`` (the state dict, read with ``weights_only=True``) and ``models/model.pt2``: the same
+  network as a ``torch.export`` program for use outside MONAI (input ``(B, C, *spatial)`` float32, ``B``
+  dynamic, spatial sizes any multiple of the factor in metadata's ``spatial_shape``; output logits);
+  ``large_files.yml`` lists both with their SHA-256;
+- ``docs/README.md``: for the person who receives it (:data:`RECEIVER_README`): what the model does, input and
+  output formats, the measured results of these weights and where they come from, and the commands.
 
-Extra ``--<config id> VALUE`` pairs are the overrides the checkpoint was trained with (e.g.
-``--network_def#features 4``); they are written into the exported recipe so that it builds the same network.
-
-Why ``torch.export`` and not TorchScript: TorchScript (``torch.jit.script``/``trace``) is deprecated in
-recent PyTorch; ``torch.export`` captures the network as an ATen graph with its weights (an
-``ExportedProgram``, saved as ``.pt2``) that ``torch.export.load`` reads without the network's Python code.
-The batch dimension is dynamic because the sliding-window inferer's last batch is smaller. The loaded
-program becomes a module through ``torch.export.unflatten``: ``ExportedProgram.module()`` refuses
-``.eval()``, which MONAI's ``SupervisedEvaluator`` and ``verify_net_in_out`` call. ``torch.export.load``
-unpickles, so the inference config checks the file's SHA-256 against the value recorded at export before
-loading it. That detects a damaged or swapped file; it is not a signature (whoever can change the zip can
-change the recorded value too).
+Why ``torch.export`` and not TorchScript: TorchScript (``torch.jit.script``/``trace``) is deprecated in recent
+PyTorch, and ``torch.jit.script`` cannot compile the seeds' U-Net; ``torch.export`` captures the network as an ATen
+graph with its weights that ``torch.export.load`` reads without the network's Python code. The batch dimension is
+dynamic because the sliding-window inferer's last batch is smaller.
 
 ``python -m pipelines export --import <zip> --into <folder>`` checks the archive (readable, CRCs, one
 top folder, no path escaping it, SHA-256 of the model files) and extracts it as ``<folder>/<name>``.
@@ -47,6 +39,7 @@ top folder, no path escaping it, SHA-256 of the model files) and extracts it as 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -62,27 +55,38 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipelines.atomic import save_atomic
-from pipelines.bundles import WORKFLOWS, bundle_family, config_files
+from pipelines.bundles import bundle_family, config_files
 from pipelines.data.lgg import channel_names
 from pipelines.data.preflight import model_weights
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, first_line
 from pipelines.portable.checksum import file_sha256
 
-__all__ = ["export_bundle", "import_bundle", "evaluate_files", "write_scripts"]
+__all__ = ["export_bundle", "import_bundle", "summary_metrics", "write_scripts"]
 
-RESOURCES = Path(__file__).parent / "resources"
-PORTABLE = Path(__file__).parents[1] / "portable"
-SCRIPTS_INIT = '''"""The modules of the project's pipelines/portable/ that configs/inference.json calls, copied by
-python -m pipelines export. Importing this package imports them and makes an input error end a run as one
-``error:`` line."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ("pipelines", "transforms", "networks")  # packages copied into scripts/
+NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/bundles.py", "pipelines/__main__.py", "pipelines/data/demo.py",  # what no config calls
+               *(f"pipelines/cli/{command}.py" for command in ("crossval", "demo", "export", "manifest", "report")))
+# what the configs import besides MONAI, PyTorch and NumPy (distribution names); fire runs monai.bundle's command line
+REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "scikit-image", "tensorboard", "tqdm")
+SCRIPTS_INIT = '''"""The project's code that this bundle's configs call (``pipelines``, ``transforms``, ``networks``), copied by
+``python -m pipelines export`` from the project's own modules. Importing this package (the configs' first import)
+puts this folder first on ``sys.path``, so that the configs' ``pipelines.*``, ``transforms.*`` and ``networks.*``
+are these copies, and makes an input error end a run as one ``error:`` line."""
 
-from . import {modules}
+import os
+import sys
 
-errors.install_excepthook()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pipelines.portable.errors import install_excepthook  # noqa: E402  (after the path is set)
+
+install_excepthook()
 '''
 STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
 COPIED = ("configs/logging.conf", "LICENSE")
+WORKFLOW_FILES = {"train": "train.json", "evaluate": "evaluate.json", "inference": "inference.json"}
 
 
 def export_bundle(
@@ -96,64 +100,76 @@ def export_bundle(
 
     ``ckpt_path`` defaults to the bundle's ``ckpt_path`` (``<bundle_dir>/models/model.pt``) and ``eval_dir``
     to its ``output_dir`` (``<bundle_dir>/eval``). Raises :class:`InputError` for a missing or unreadable
-    checkpoint, one that does not fit the network, a network ``torch.export`` cannot capture, or transforms
-    copied as written that refer to other config ids.
+    checkpoint, one that does not fit the network, or a network ``torch.export`` cannot capture.
     """
     bundle_dir, name = Path(bundle_dir), Path(bundle_dir).resolve().name
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise InputError(f"{bundle_dir}: not a bundle folder (no configs/train.json)")
-    overrides = overrides or {}
+    configs = {mode: _merged_config(bundle_dir, mode, overrides or {}) for mode in WORKFLOW_FILES}
+    parser = ConfigParser(configs["train"])
+    parser["bundle_root"] = str(bundle_dir)
+    ckpt = Path(ckpt_path or parser.get_parsed_content("ckpt_path"))
+    manifest = Path(parser.get_parsed_content("manifest"))
     with tempfile.TemporaryDirectory() as staging:
         root = Path(staging) / name
-        recipe_files = _write_recipe(bundle_dir, root, overrides)
-        parser = ConfigParser(ConfigParser.load_config_files([str(path) for path in recipe_files]))
-        parser["bundle_root"] = str(bundle_dir)
-        ckpt = Path(ckpt_path or parser.get_parsed_content("ckpt_path"))
+        (root / "configs").mkdir(parents=True)
         meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
         meta["model_sha256"] = _write_models(root, parser, ckpt, meta["network_data_format"]["inputs"]["image"]["spatial_shape"])
-        meta.update(monai_version=monai.__version__, pytorch_version=torch.__version__.split("+")[0], numpy_version=np.__version__)
-        summary = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
-        meta["eval_metrics"] = _eval_metrics(summary, ckpt) or meta.get("eval_metrics", {})
-        family = bundle_family(bundle_dir)
-        if family == "lgg":  # the channels the network was trained on, whatever image_channels or neighbour_slices the overrides set
+        meta.update(monai_version=monai.__version__, pytorch_version=torch.__version__.split("+")[0], numpy_version=np.__version__,
+                    required_packages_version={package: importlib.metadata.version(package) for package in REQUIRED_PACKAGES})
+        summary_path = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
+        meta["eval_metrics"] = _eval_metrics(summary_path, ckpt)
+        if bundle_family(bundle_dir) == "lgg":  # the channels the network was trained on, whatever image_channels or neighbour_slices the overrides set
             names = channel_names(parser.get_parsed_content("image_channels"), parser.get_parsed_content("neighbour_slices"))
             meta["network_data_format"]["inputs"]["image"].update(num_channels=len(names), channel_def=dict(enumerate(names)))
-        inference = _inference_config(parser, family, meta["model_sha256"][PROGRAM])
-        for path, content in (("configs/metadata.json", meta), ("configs/inference.json", inference)):
-            (root / path).write_text(json.dumps(content, indent=4) + "\n")
+        if manifest.is_file():
+            shutil.copyfile(manifest, root / "configs" / "manifest.csv")
+        for mode, config in configs.items():
+            standalone = {**config, "bundle_root": ".", "imports": ["$import scripts", *config.get("imports", [])]}
+            if manifest.is_file():
+                standalone["manifest"] = "$@bundle_root + '/configs/manifest.csv'"
+            (root / "configs" / WORKFLOW_FILES[mode]).write_text(json.dumps(standalone, indent=4) + "\n")
+        (root / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
         for path in COPIED:
             shutil.copyfile(bundle_dir / path, root / path)
-        shutil.copyfile(bundle_dir.parent / WORKFLOWS["evaluate"], root / "configs" / "evaluate.json")
         write_scripts(root)
+        _write_large_files(root, meta["model_sha256"])
         (root / "docs").mkdir()
-        readme = (bundle_dir / "docs" / "README.md").read_text()
-        (root / "docs" / "README.md").write_text(readme + _export_notes(root, inference, meta, ckpt, overrides))
+        shutil.copyfile(SCHEMA, root / "docs" / SCHEMA.name)
+        (root / "docs" / "README.md").write_text(_receiver_readme(root, parser, meta, ckpt, overrides or {}, manifest.is_file()))
         save_atomic(out, lambda tmp: _zip(root, tmp))
     return Path(out)
 
 
-def _write_recipe(bundle_dir: Path, root: Path, overrides: dict[str, object]) -> list[Path]:
-    """Copy the recipe and the shared files it merges with (``common.json``, ``<family>.json``) into ``root/configs``
-    with ``overrides`` applied, each to the first file that has its id (else to the recipe)."""
-    sources = config_files(bundle_dir, "train")
-    parsers = [ConfigParser(ConfigParser.load_config_file(path)) for path in sources]
+def _merged_config(bundle_dir: Path, mode: str, overrides: dict[str, object]) -> dict:
+    """The config of workflow ``mode`` as MONAI merges the bundle's files, with ``overrides`` set (a ``#`` id inside
+    its section), unparsed."""
+    parser = ConfigParser(ConfigParser.load_config_files([str(path) for path in config_files(bundle_dir, mode)]))
     for key, value in overrides.items():
-        next((parser for parser in parsers if key in parser), parsers[0])[key] = value
-    targets = [root / "configs" / "train.json"] + [root / "configs" / path.name for path in sources[1:]]
-    targets[0].parent.mkdir(parents=True)
-    for parser, target in zip(parsers, targets):
-        target.write_text(json.dumps(parser.get(), indent=4) + "\n")
-    return targets
+        parser[key] = value
+    return parser.get()
 
 
 def write_scripts(root: Path) -> None:
-    """Write the ``scripts`` package of an exported bundle into the folder ``root``: the modules of
-    :mod:`pipelines.portable`, and :data:`SCRIPTS_INIT` as its ``__init__.py``."""
-    modules = [path for path in sorted(PORTABLE.glob("*.py")) if path.name != "__init__.py"]
-    (root / "scripts").mkdir()
-    for module in modules:
-        shutil.copyfile(module, root / "scripts" / module.name)
-    (root / "scripts" / "__init__.py").write_text(SCRIPTS_INIT.format(modules=", ".join(module.stem for module in modules)))
+    """Write the ``scripts`` package of an exported bundle into the folder ``root``: the modules of :data:`SHIPPED`
+    but :data:`NOT_SHIPPED`, and :data:`SCRIPTS_INIT` as its ``__init__.py``."""
+    left_out = {path for pattern in NOT_SHIPPED for path in REPO_ROOT.glob(pattern)}
+    for package in SHIPPED:
+        for module in sorted((REPO_ROOT / package).rglob("*.py")):
+            if not any(module == skip or skip in module.parents for skip in left_out):
+                target = root / "scripts" / module.relative_to(REPO_ROOT)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(module, target)
+    (root / "scripts" / "__init__.py").write_text(SCRIPTS_INIT)
+
+
+def _write_large_files(root: Path, sha256: dict[str, str]) -> None:
+    """``large_files.yml`` in the model zoo's format: each model file with its SHA-256; they ship in the zip (no url)."""
+    lines = ["# The model files, shipped in this bundle (url empty: nothing to download); `python -m monai.bundle",
+             "# download_large_files --bundle_path .` checks each file's hash.", "large_files:"]
+    for path, sha in sha256.items():
+        lines += [f'  - path: "{path}"', '    url: ""', f'    hash_val: "{sha}"', '    hash_type: "sha256"']
+    (root / "large_files.yml").write_text("\n".join(lines) + "\n")
 
 
 def _write_models(root: Path, parser: ConfigParser, ckpt: Path, spatial_shape: list) -> dict[str, str]:
@@ -193,32 +209,16 @@ def _export(network: torch.nn.Module, example: torch.Tensor, spatial_shape: list
         raise InputError(f"torch.export cannot capture {type(network).__name__}: {first_line(err)}") from None
 
 
-def _inference_config(parser: ConfigParser, family: str, program_sha256: str) -> dict:
-    """The standalone ``configs/inference.json``: the templates filled with the bundle's parsed values and configs."""
-    config = json.loads((RESOURCES / "export_inference.json").read_text())
-    config.update(json.loads((RESOURCES / f"export_inference_{family}.json").read_text()))
-    for key, bundle_id in config.pop("_from_bundle_").items():
-        config[key] = parser.get_parsed_content(bundle_id)
-    for key, bundle_id in config.pop("_config_from_bundle_", {}).items():
-        written = parser.get(bundle_id)
-        if "@" in json.dumps(written):
-            raise InputError(f"{bundle_id} refers to other config ids, which the exported bundle does not have: "
-                             f"write their values into it ({json.dumps(written)})")
-        config[key] = written
-    config["model_sha256"] = program_sha256
-    return config
-
-
 def _eval_metrics(summary_path: Path, ckpt: Path) -> dict[str, float]:
     """Flat ``eval_metrics`` from an evaluation summary, or ``{}`` (with a note on stderr) when there is no
     summary or it scored another checkpoint than ``ckpt``."""
     if not summary_path.is_file():
-        print(f"note: no {summary_path}: eval_metrics stay as in metadata.json", file=sys.stderr)
+        print(f"note: no {summary_path}: these weights were not evaluated; eval_metrics stays empty", file=sys.stderr)
         return {}
     summary = json.loads(summary_path.read_text())
     scored = Path(summary.get("checkpoint", ""))
     if not (scored.is_file() and os.path.samefile(scored, ckpt)):
-        print(f"note: {summary_path} scored {scored}, not {ckpt}: eval_metrics stay as in metadata.json", file=sys.stderr)
+        print(f"note: {summary_path} scored {scored}, not {ckpt}: eval_metrics stays empty", file=sys.stderr)
         return {}
     return summary_metrics(summary)
 
@@ -242,65 +242,103 @@ def summary_metrics(summary: dict) -> dict[str, float]:
     return metrics
 
 
-EXPORT_NOTES = """
-## This export
+RECEIVER_README = """# {title}
 
-Made by `python -m pipelines export` from `bundles/{name}` and the checkpoint `{ckpt}`{overrides}.
+{description}
+
+Task: {task}. {intended_use}
+
+This folder is a MONAI bundle exported by the brain-MRI bundles project (`python -m pipelines export`) from its
+bundle `{name}` {version}, with the weights of `{ckpt_name}`{overrides}. It runs on its own: Python with the packages
+in `configs/metadata.json` (`monai_version`, `pytorch_version`, `numpy_version` and `required_packages_version`),
+nothing else; the project's code that the configs call is in `scripts/`.
+
+## Input and output
+
+- Input: {input_text}
+- The network reads {image_classes}.
+- Inference writes, under `<output_dir>/predictions/`: `masks/<subject>/<slice name>_pred.png` (uint8 values {label_values}),
+  `volumes/<subject>.nii.gz` (the subject's masks stacked in slice order, class indices, identity affine: the slices
+  carry no spacing) and `predictions.csv` (one row per slice: subject, slice, image, mask, volume, pixels per class).{postprocessing}
+- Evaluation writes the same under `<output_dir>/` for the split it scores, and the Dice tables: `test_per_slice.csv`, `test_per_subject.csv`,
+  `test_summary.json`.
+- Prediction: {pred_classes}
+
+## Measured results of these weights
+
+{results}
+
+## Run it, from this folder
+
+    # inference on a folder of slices
+    python -m monai.bundle run --config_file configs/inference.json --infer#input_dir /path/to/slices --output_dir out
+    # evaluation on the manifest's test split{manifest_note}
+    python -m monai.bundle run --config_file configs/evaluate.json --dataset_dir /path/to/{dataset_folder} --output_dir eval
+    # fine-tuning: train from these weights (--init_weights), into new folders
+    python -m monai.bundle run --config_file configs/train.json --dataset_dir /path/to/{dataset_folder} --init_weights models/model.pt --ckpt_dir finetune/models --output_dir finetune/train --epochs 10
+
+Every other key of the configs can be set the same way (`--batch_size 8`). Bad input ends in one `error:` line with
+exit code 1, before anything is written. From another folder, pass `--bundle_root <this folder>` and put this folder on
+`PYTHONPATH` (for `scripts`).
+
+Checks (no network needed; the metadata schema is shipped in `docs/`):
+
+    python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath docs/{schema}
+    python -m monai.bundle verify_net_in_out --net_id network_def --config_file configs/inference.json --meta_file configs/metadata.json
+
+## Files
 
 | file | content |
 |---|---|
-| `models/model.pt` | the state dict as trained (SHA-256 `{state_sha}`) |
-| `models/model.pt2` | the network as a `torch.export` program, dynamic batch (SHA-256 `{program_sha}`); PyTorch {torch_version} |
-| `configs/inference.json` | standalone inference: MONAI and PyTorch, and `scripts/` |
-| `scripts/` | the project's code that `configs/inference.json` calls (checksum, datalist, channels, masks); importing it shows an input error as one `error:` line |
-| {recipe} | the project recipe, to evaluate or retrain inside the project |
-
-Inference without the project, from this folder (from elsewhere: `PYTHONPATH=DIR` for `scripts/` and `--bundle_root DIR`):
-
-    python -m monai.bundle run --config_file configs/inference.json --dataset_dir /path/to/slices [--output_dir DIR]
-
-It checks the SHA-256 of `models/model.pt2` before loading it, predicts every `{pattern}` below the folder
-(skipping names ending in {skipped}) and writes `<output_dir>/masks/<sub-folder>/<name>_pred.png` (uint8,
-values {label_values}; `output_dir` defaults to `./eval`), the masks the project's inference writes.{postprocessing}
-
-Checks, from this folder (`verify_metadata` downloads the schema named in `metadata.json`; offline, add
-`--filepath <local copy> --hash_val <its md5>`):
-
-    python -m monai.bundle verify_metadata --meta_file configs/metadata.json
-    python -m monai.bundle verify_net_in_out --net_id network_def --config_file configs/inference.json --meta_file configs/metadata.json
-
-Inside the project: `python -m pipelines export --import {name}.zip --into bundles/` (checks the archive
-and the SHA-256 of the model files), then evaluate `models/model.pt` from the repository root:
-
-    python -m monai.bundle run --config_file "[{evaluate_files}]" --dataset_dir /path/to/data --manifest /path/to/manifest.csv
+| `configs/train.json`, `evaluate.json`, `inference.json` | the workflows, each complete (MONAI's `ConfigWorkflow` with `workflow_type` train, eval or infer runs them) |
+| `configs/metadata.json` | versions, packages, input and output format, `eval_metrics` of these weights |
+| `models/model.pt` | the network's state dict (load with `torch.load(..., weights_only=True)`; SHA-256 in `large_files.yml`) |
+| `models/model.pt2` | the same network as a `torch.export` program, for use without its code: `torch.export.load("models/model.pt2").module()(x)`, `x` float32 `(B, {in_channels}, H, W)` with H and W multiples of {divisor}, gives logits `(B, {out_channels}, H, W)` (TorchScript is not offered: deprecated in PyTorch, and `torch.jit.script` cannot compile every network here) |
+| `scripts/` | the project's `pipelines`, `transforms` and `networks` modules that the configs call |
+| `large_files.yml` | the model files and their SHA-256 |
 """
 
+INPUTS = {
+    "lgg": "a folder of kaggle_3m-style slices, `<patient folder>/<name>_<slice number>.tif`, 256x256 uint8 with three channels "
+           "(pre-contrast, FLAIR, post-contrast); the patient folder names the subject; files ending in `_mask.tif` are skipped. "
+           "Evaluation reads a manifest CSV (`subject,slice,image,label,diagnosis,split`, paths relative to `--dataset_dir`).",
+    "oasis": "a folder of OASIS PNG slices `case_NNN_slice_K.nii.png` (256x256, uint8 grey, skull-stripped and registered as in "
+             "the OASIS `keras_png_slices_data`); NNN names the subject. Evaluation reads a manifest CSV "
+             "(`subject,slice,image,label,diagnosis,split`, paths relative to `--dataset_dir`).",
+}
+DATASET_FOLDERS = {"lgg": "kaggle_3m", "oasis": "keras_png_slices_data"}
+SCHEMA = Path(__file__).parent / "resources" / "meta_schema_20240725.json"
 
-def _export_notes(root: Path, inference: dict, meta: dict, ckpt: Path, overrides: dict) -> str:
-    """The ``## This export`` section appended to the bundle's ``docs/README.md``; ``root`` is the staged bundle."""
-    name, recipe = root.name, [path.relative_to(root) for path in evaluate_files(root)]
-    return EXPORT_NOTES.format(
-        name=name,
-        ckpt=ckpt,
-        overrides=", with the overrides " + " ".join(f"`--{key} {value}`" for key, value in overrides.items()) if overrides else "",
-        state_sha=meta["model_sha256"][STATE_DICT],
-        program_sha=meta["model_sha256"][PROGRAM],
-        torch_version=meta["pytorch_version"],
-        recipe=", ".join(f"`{path}`" for path in recipe),
-        pattern=inference["image_pattern"],
-        skipped=", ".join(f"`{suffix}`" for suffix in inference["skip_suffixes"]) or "nothing",
-        label_values=inference["label_values"],
-        postprocessing="" if inference.get("postprocess_3d") is None else
-        " When every slice is predicted, each sub-folder's masks are stacked in slice order (the number ending the file"
-        f" name) and post-processed as one 3D volume by the recipe's `postprocess_3d` (`{json.dumps(inference['postprocess_3d'])}`),"
-        " then written again.",
-        evaluate_files=",".join(f"'bundles/{name}/{path}'" for path in recipe),
+
+def _receiver_readme(root: Path, parser: ConfigParser, meta: dict, ckpt: Path, overrides: dict, has_manifest: bool) -> str:
+    """``docs/README.md`` of the export: :data:`RECEIVER_README` filled from the metadata and the bundle's config."""
+    family = bundle_family(root)
+    postprocess = parser.get("postprocess_3d")
+    image = meta["network_data_format"]["inputs"]["image"]
+    return RECEIVER_README.format(
+        title=meta["name"], description=meta["description"], task=meta["task"], intended_use=meta.get("intended_use", ""),
+        name=root.name, version=meta["version"], ckpt_name=ckpt.name,
+        overrides=", trained with the overrides " + " ".join(f"`--{key} {value}`" for key, value in overrides.items()) if overrides else "",
+        input_text=INPUTS[family], image_classes=meta["image_classes"], label_values=parser.get_parsed_content("label_values"),
+        postprocessing="" if postprocess is None else
+        f" Each subject's masks are post-processed as one 3D volume first (`{json.dumps(postprocess)}`).",
+        pred_classes=meta["pred_classes"], results=_results_text(meta["eval_metrics"]),
+        manifest_note=" (configs/manifest.csv, the manifest of the training run; --manifest for another)" if has_manifest else " (pass --manifest <csv>)",
+        dataset_folder=DATASET_FOLDERS[family], schema=SCHEMA.name, in_channels=image["num_channels"],
+        divisor=str(image["spatial_shape"][0]).split("*")[0], out_channels=meta["network_data_format"]["outputs"]["pred"]["num_channels"],
     )
 
 
-def evaluate_files(bundle: Path) -> list[Path]:
-    """Config files of the project's evaluate command for the exported bundle folder ``bundle``, in merge order."""
-    return [bundle / "configs" / path.name for path in config_files(bundle, "evaluate")]
+def _results_text(metrics: dict[str, float]) -> str:
+    """The ``eval_metrics`` as a table, or a sentence saying that these weights were not evaluated."""
+    if not metrics:
+        return ("These weights were not evaluated before the export, so `eval_metrics` in `configs/metadata.json` is empty; "
+                "evaluate them with the command below.")
+    rows = "\n".join(f"| `{key}` | {value:.4f} |" if isinstance(value, float) else f"| `{key}` | {value} |" for key, value in metrics.items())
+    return ("From the project's evaluation of exactly these weights on its test split (`configs/metadata.json` `eval_metrics`). "
+            "`per_slice`: mean over slices, an empty prediction on an empty mask scores 1; `slices_with_<class>`: slices whose "
+            "mask has the class; `per_subject_3d`: each subject's slices stacked into one volume, one Dice per subject, then the "
+            "mean (median, min); `_postprocessed`: after the recipe's 3D post-processing.\n\n| metric | value |\n|---|---|\n" + rows)
 
 
 def _zip(root: Path, archive: Path) -> None:
