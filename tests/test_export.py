@@ -116,7 +116,7 @@ def test_metadata_declares_versions_packages_checksums_and_the_measured_evaluati
     for path, sha in meta["model_sha256"].items():
         assert hashlib.sha256((lgg.bundle / path).read_bytes()).hexdigest() == sha
     assert meta["pytorch_version"] == torch.__version__.split("+")[0]
-    assert set(meta["required_packages_version"]) == set(REQUIRED_PACKAGES) and "fire" in meta["required_packages_version"]
+    assert set(meta["required_packages_version"]) == set(REQUIRED_PACKAGES) and "fire" in meta["required_packages_version"]  # no 3D post-processing: no scikit-image
     summary = json.loads((lgg.run / "eval" / "test_summary.json").read_text())
     assert meta["eval_metrics"]["test_mean_dice_per_slice"] == summary["mean_over_classes"]["per_slice"]["dice"]
     assert meta["eval_metrics"]["test_dice_tumour_per_subject_3d"] == summary["classes"]["tumour"]["per_subject_3d"]["dice"]
@@ -195,6 +195,7 @@ def test_verify_metadata_and_net_in_out_pass_offline_in_the_unzipped_bundle(name
     image = json.loads((exported.bundle / "configs" / "metadata.json").read_text())["network_data_format"]["inputs"]["image"]
     if name == "lgg_2_5d":
         assert image["num_channels"] == 9 and image["channel_def"]["4"] == "FLAIR, previous slice"
+        assert "scikit-image" in json.loads((exported.bundle / "configs" / "metadata.json").read_text())["required_packages_version"]  # 3D components
 
 
 def test_the_exported_program_gives_the_networks_logits(lgg):

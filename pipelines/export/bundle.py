@@ -11,7 +11,7 @@ writes the bundle folder ``<name>/``:
   writes what the project writes (masks, NIfTI volumes, ``predictions.csv``, the Dice tables);
 - ``configs/manifest.csv``: the manifest the run used (when it is a file), the configs' default ``manifest``;
 - ``configs/metadata.json``: the bundle's, with the running MONAI/PyTorch/NumPy versions, in
-  ``required_packages_version`` every other package that running the configs imports (:data:`REQUIRED_PACKAGES`,
+  ``required_packages_version`` every other package that running the configs imports (:func:`required_packages`,
   ``fire`` for ``monai.bundle``'s command line included) at its installed version, ``model_sha256`` of both
   model files, ``eval_metrics`` from ``<eval_dir>/test_summary.json`` when that evaluation scored the exported
   checkpoint (else none: never a placeholder), and (LGG) the input channels the network was trained on;
@@ -68,8 +68,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("pipelines", "transforms", "networks")  # packages copied into scripts/
 NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/bundles.py", "pipelines/__main__.py", "pipelines/data/demo.py",  # what no config calls
                *(f"pipelines/cli/{command}.py" for command in ("crossval", "demo", "export", "manifest", "report")))
-# what the configs import besides MONAI, PyTorch and NumPy (distribution names); fire runs monai.bundle's command line
-REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "scikit-image", "tensorboard", "tqdm")
+# what the configs import besides MONAI, PyTorch and NumPy (distribution names); fire runs monai.bundle's command line;
+# scikit-image only for a recipe with 3D post-processing (MONAI's connected components)
+REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "tensorboard", "tqdm")
+POSTPROCESSING_PACKAGES = ("scikit-image",)
 SCRIPTS_INIT = '''"""The project's code that this bundle's configs call (``pipelines``, ``transforms``, ``networks``), copied by
 ``python -m pipelines export`` from the project's own modules. Importing this package (the configs' first import)
 puts this folder first on ``sys.path``, so that the configs' ``pipelines.*``, ``transforms.*`` and ``networks.*``
@@ -116,7 +118,7 @@ def export_bundle(
         meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
         meta["model_sha256"] = _write_models(root, parser, ckpt, meta["network_data_format"]["inputs"]["image"]["spatial_shape"])
         meta.update(monai_version=monai.__version__, pytorch_version=torch.__version__.split("+")[0], numpy_version=np.__version__,
-                    required_packages_version={package: importlib.metadata.version(package) for package in REQUIRED_PACKAGES})
+                    required_packages_version={package: importlib.metadata.version(package) for package in required_packages(parser)})
         summary_path = Path(eval_dir or parser.get_parsed_content("output_dir")) / "test_summary.json"
         meta["eval_metrics"] = _eval_metrics(summary_path, ckpt)
         if bundle_family(bundle_dir) == "lgg":  # the channels the network was trained on, whatever image_channels or neighbour_slices the overrides set
@@ -139,6 +141,11 @@ def export_bundle(
         (root / "docs" / "README.md").write_text(_receiver_readme(root, parser, meta, ckpt, overrides or {}, manifest.is_file()))
         save_atomic(out, lambda tmp: _zip(root, tmp))
     return Path(out)
+
+
+def required_packages(parser: ConfigParser) -> tuple[str, ...]:
+    """The distributions besides MONAI, PyTorch and NumPy that running the bundle of ``parser`` imports."""
+    return REQUIRED_PACKAGES + (POSTPROCESSING_PACKAGES if parser.get("postprocess_3d") is not None else ())
 
 
 def _merged_config(bundle_dir: Path, mode: str, overrides: dict[str, object]) -> dict:
