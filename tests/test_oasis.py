@@ -236,4 +236,4 @@ def test_per_class_dice_on_hand_made_masks():
 def test_metadata_matches_the_configuration():
     meta = json.loads((TRAIN_JSON.parent / "metadata.json").read_text())
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(CLASS_NAMES)
-    assert set(meta["eval_metrics"]) == {"val_mean_dice", *(f"val_dice_{name}" for name in CLASS_NAMES)}
+    assert meta["eval_metrics"] == {}  # no trained weights ship with the bundle; an export fills in their measured figures
