@@ -269,6 +269,28 @@ def evaluate_checkpoint(content: Callable[[Path], object], *fragments):
     return damage
 
 
+def diverged_weights(path: Path) -> None:
+    """The bundle's network with a NaN and an infinity in its weights, as a diverged training saves them."""
+    state = untrained_network(BUNDLE).state_dict()
+    first, second = [key for key, value in state.items() if value.is_floating_point()][:2]
+    state[first].view(-1)[0], state[second].view(-1)[0] = float("nan"), float("inf")
+    torch.save(state, path)
+
+
+def infer_with_diverged_weights(data):
+    path = save_checkpoint(data, diverged_weights)
+    return bundle_case("inference", f"checkpoint {path}", "2 weight tensors hold NaN or infinite values", ckpt_path=path)
+
+
+def export_diverged_weights(data):
+    path = save_checkpoint(data, diverged_weights)
+    return "export", [str(REPO / "bundles" / BUNDLE), "--out", str(data.tmp / "out.zip"), "--ckpt_path", str(path), *fast_flags()], (f"checkpoint {path}", "NaN or infinite values")
+
+
+def fast_flags() -> list[str]:
+    return [item for key, value in fast(BUNDLE).items() for item in (f"--{key}", str(value))]
+
+
 def evaluate_missing_image(data):
     row, _ = data.row("test")
     (image := data.file("image", "test")).unlink()
@@ -338,6 +360,9 @@ CASES = {
     "evaluate: checkpoint of another network": evaluate_checkpoint(lambda path: torch.save(torch.nn.Linear(2, 2).state_dict(), path), "does not fit this bundle's network"),
     "evaluate: checkpoint that runs code": evaluate_checkpoint(pickled_class, "refused, loading it would run code"),
     "evaluate: truncated checkpoint": evaluate_checkpoint(lambda path: path.write_bytes(b"PK\x03\x04 half a zip"), "damaged or not a PyTorch checkpoint"),
+    "evaluate: weights with NaN and infinity": evaluate_checkpoint(diverged_weights, "2 weight tensors hold NaN or infinite values", "use an earlier checkpoint"),
+    "inference: weights with NaN and infinity": infer_with_diverged_weights,
+    "export: weights with NaN and infinity": export_diverged_weights,
     "evaluate: missing image": evaluate_missing_image,
     "inference: missing input_dir": infer_missing_input_dir,
     "inference: folder without slices": infer_folder_without_slices,

@@ -220,6 +220,10 @@ def test_crossval_errors(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: --only 5: folds are 0..4 with --folds 5"
     assert main(["crossval", "bundles/lgg_best", "--out", str(tmp_path), "--fold", "1", "--epochs", "1"]) == 1
     assert "--fold: set by crossval for each fold" in capsys.readouterr().err
+    assert main(["crossval", "bundles/oasis_unet", "--out", str(tmp_path / "oasis")]) == 1
+    assert capsys.readouterr().err.strip() == ("error: crossval bundles/oasis_unet: an OASIS bundle; patient-level cross-validation folds are for "
+                                               "the LGG bundles (the OASIS data comes split by its folders)")
+    assert not (tmp_path / "oasis").exists()
 
 
 def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):

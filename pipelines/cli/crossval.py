@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.atomic import save_atomic, write_text_atomic
-from pipelines.bundles import bundle_command
+from pipelines.bundles import bundle_command, bundle_family
 from pipelines.cli import config_overrides
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, existing_dir
@@ -147,6 +147,9 @@ def main(argv: list[str]) -> None:
     overrides = _overrides(extra)
     if not args.summarise_only:
         existing_dir(Path(args.bundle) / "configs", "bundle configs folder")
+        if bundle_family(args.bundle) != "lgg":
+            raise InputError(f"crossval {args.bundle}: an {bundle_family(args.bundle).upper()} bundle; patient-level cross-validation folds are "
+                             "for the LGG bundles (the OASIS data comes split by its folders)")
         run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides)
     summary = summarise_folds(args.out, args.folds)
     print(f"\nwrote {Path(args.out) / 'crossval_summary.json'} and crossval_per_subject.csv ({len(summary['evaluated_folds'])} of {args.folds} folds)\n{_report(summary)}")

@@ -22,7 +22,8 @@ def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str =
 
     ``path`` holds a bare state dict (``model.pt``) or ``{"model": state dict, "optimizer": ...}`` (a
     ``checkpoint_epoch=N.pt``). Raises :class:`InputError` when the file is missing, damaged, would run code
-    to load (a pickled class or function), or does not fit ``network`` (missing or extra keys, other shapes).
+    to load (a pickled class or function), does not fit ``network`` (missing or extra keys, other shapes), or holds
+    NaN or infinite weights.
     """
     if not Path(path).is_file():
         raise InputError(f"checkpoint {path}: no such file" + (f" ({hint})" if hint else ""))
@@ -47,6 +48,10 @@ def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str =
         problems += [f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"] if unexpected else []
         problems += [f"{len(reshaped)} other shapes (e.g. {sorted(reshaped)[0]})"] if reshaped else []
         raise InputError(f"checkpoint {path}: does not fit this bundle's network ({'; '.join(problems)}); was it trained with another bundle or network_def?")
+    broken = sorted(key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all())
+    if broken:
+        raise InputError(f"checkpoint {path}: {len(broken)} weight tensors hold NaN or infinite values (e.g. {broken[0]}); "
+                         "the training that wrote it diverged: use an earlier checkpoint")
     return state
 
 
