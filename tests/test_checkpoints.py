@@ -1,4 +1,6 @@
-"""Crash-safe checkpoints and weights-only loading, in process on a toy engine."""
+"""Crash-safe checkpoints and weights-only loading, in process on a toy engine; the checks of a run's command line."""
+
+import re
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from monai.bundle import ConfigParser
 
 import pipelines.engine.training
 from pipelines.bundles import config_files
-from pipelines.data.preflight import model_weights
+from pipelines.data.preflight import check_overrides, model_weights
 from pipelines.engine.training import AtomicCheckpointSaver, RunState, keeps_best_epoch, load_initial_weights
 from pipelines.errors import InputError
 
@@ -166,3 +168,22 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
         load_initial_weights(fresh, tmp_path / "nowhere.pt")
     with pytest.raises(InputError, match="does not fit this bundle's network"):
         load_initial_weights(torch.nn.Linear(3, 2), tmp_path / "model.pt")
+
+
+LGG_FILES = "['bundles/lgg_unet_small/configs/train.json','bundles/common.json','bundles/lgg.json']"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["monai.bundle", "run", "--config_file", LGG_FILES, "--epochs", "2", "--network_def#dropout", "0.2", "--infer#input_dir=x"], None),
+    (["monai.bundle", "run", "--config_file", LGG_FILES, "--batchsize", "4"], "--batchsize: no such setting in this bundle's configs; did you mean --batch_size?"),
+    (["monai.bundle", "run", "--config_file", LGG_FILES, "--zzz", "1"], "--zzz: no such setting in this bundle's configs"),
+    (["pytest", "--batchsize", "4"], None),  # not a bundle command line: MONAI's Python API passes overrides as arguments
+])
+def test_command_line_overrides_must_name_a_setting(argv, message, monkeypatch):
+    """A ``#`` path below an existing key is allowed (it adds or changes an argument of a component)."""
+    monkeypatch.chdir(REPO)
+    if message is None:
+        check_overrides(argv)
+    else:
+        with pytest.raises(InputError, match="^" + re.escape(message) + "$"):
+            check_overrides(argv)

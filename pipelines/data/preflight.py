@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
 import os
 import pickle
 import re
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 
+from pipelines.bundles import COMMON, FAMILIES
 from pipelines.errors import InputError, first_line
 
-__all__ = ["check_checkpoint", "check_writable", "model_weights", "patch_within"]
+__all__ = ["check_checkpoint", "check_overrides", "check_writable", "model_weights", "patch_within"]
 
 
 def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str = "") -> dict[str, torch.Tensor]:
@@ -79,3 +84,46 @@ def patch_within(patch_size: Sequence[int], image_size: Sequence[int]) -> list[i
     if any(patch > image for patch, image in zip(patch_size, image_size)):
         raise InputError(f"--patch_size {list(patch_size)}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
     return list(patch_size)
+
+
+RUN_OPTIONS = ("run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file")  # monai.bundle run's own
+
+
+def check_overrides(argv: Sequence[str] | None = None) -> None:
+    """Before a bundle run reads or writes anything: every ``--key value`` of its ``python -m monai.bundle run`` command
+    line names a setting that the merged configs define (``--network_def#dropout`` counts as ``network_def``); a
+    typo such as ``--batchsize`` is an :class:`InputError` with the closest defined key, instead of a run with the
+    recipe's value. Reads ``sys.argv`` (or ``argv``) and the files of its ``--config_file``; called otherwise (MONAI's
+    Python API, whose overrides are keyword arguments), it checks nothing."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not (argv[0] == "monai.bundle" or Path(argv[0]).parts[-2:] == ("bundle", "__main__.py")):
+        return
+    options = {}
+    for position, token in enumerate(argv):
+        if token.startswith("--"):
+            key, _, value = token[2:].partition("=")
+            options[key] = value or (argv[position + 1] if position + 1 < len(argv) else "")
+    if "config_file" not in options:
+        return
+    try:
+        files = ast.literal_eval(options["config_file"])
+    except (ValueError, SyntaxError):
+        files = options["config_file"]
+    files = [files] if isinstance(files, str) else list(files)
+    defined = set(ConfigParser.load_config_files(files)) | {"bundle_root"}
+    for key in options:
+        top = key.split("#")[0]
+        if key in RUN_OPTIONS or top in defined:
+            continue
+        family = next((path.stem for path in _other_family_files(files) if top in ConfigParser.load_config_file(str(path))), None)
+        if family:
+            raise InputError(f"--{key}: a setting of the {family.upper()} bundles, which this bundle is not")
+        close = difflib.get_close_matches(top, sorted(defined), n=1)
+        raise InputError(f"--{key}: no such setting in this bundle's configs" + (f"; did you mean --{close[0]}?" if close else ""))
+
+
+def _other_family_files(files: Sequence[str]) -> list[Path]:
+    """The family files (``bundles/<family>.json``) beside the common file of ``files`` that ``files`` do not merge."""
+    common = next((Path(path) for path in files if Path(path).name == COMMON), None)
+    return [] if common is None else [common.parent / f"{family}.json" for family in FAMILIES
+                                      if str(common.parent / f"{family}.json") not in map(str, files) and (common.parent / f"{family}.json").is_file()]
