@@ -8,16 +8,27 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "save_atomic", "write_text_atomic"]
+from pipelines.errors import InputError
+
+__all__ = ["atomic_path", "file_target", "save_atomic", "write_text_atomic"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def file_target(path: str | os.PathLike) -> Path:
+    """``path`` as a Path to write a file to; an existing folder there is an :class:`InputError` (nothing is written)."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder; give the path of the file to write")
+    return target
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
-    target = Path(path)
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed; a folder at
+    ``path`` is an :class:`InputError` before anything is written."""
+    target = file_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix)
     os.close(fd)

@@ -370,6 +370,8 @@ CASES = {
     "inference: missing input_dir": infer_missing_input_dir,
     "inference: folder without slices": infer_folder_without_slices,
     "export: not a bundle folder": export_not_a_bundle,
+    "export: --out is a folder": lambda data: ("export", [str(REPO / "bundles" / BUNDLE), "--out", str(data.outputs)], (str(data.outputs), "is a folder; give the path of the file")),
+    "manifest build: --out is a folder": lambda data: ("manifest", ["build", "--dataset_dir", str(data.root), "--out", str(data.outputs)], (str(data.outputs), "is a folder")),
     "export: checkpoint of another network": export_checkpoint_of_another_network,
     "report: truncated summary JSON": report_truncated_summary,
 }

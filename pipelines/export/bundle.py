@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from pipelines.atomic import save_atomic
+from pipelines.atomic import file_target, save_atomic
 from pipelines.bundles import bundle_family, config_files
 from pipelines.data.lgg import channel_names
 from pipelines.data.preflight import model_weights
@@ -107,6 +107,7 @@ def export_bundle(
     bundle_dir, name = Path(bundle_dir), Path(bundle_dir).resolve().name
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise InputError(f"{bundle_dir}: not a bundle folder (no configs/train.json)")
+    file_target(out)
     configs = {mode: _merged_config(bundle_dir, mode, overrides or {}) for mode in WORKFLOW_FILES}
     parser = ConfigParser(configs["train"])
     parser["bundle_root"] = str(bundle_dir)
