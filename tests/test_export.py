@@ -38,8 +38,8 @@ class NoProjectCode:
     def find_spec(self, name, path=None, target=None):
         if name.partition('.')[0] in {PROJECT_PACKAGES!r}:
             spec = importlib.machinery.PathFinder.find_spec(name, path)
-            if (spec is None and path is None) or (spec is not None and (spec.origin or '').startswith({str(REPO)!r})):
-                raise ImportError(name + ' is project code, which an exported bundle must not need')
+            if spec is None or (spec.origin or '').startswith({str(REPO)!r}):  # not in the bundle's scripts/: no other finder may look
+                raise ModuleNotFoundError(name + ' is project code, which an exported bundle must not need', name=name)
 sys.meta_path.insert(0, NoProjectCode())
 """
 MONAI_BUNDLE_CLI = NO_PROJECT_CODE + "import runpy; sys.argv[0] = 'monai.bundle'; runpy.run_module('monai.bundle', run_name='__main__')"

@@ -66,7 +66,7 @@ __all__ = ["export_bundle", "import_bundle", "summary_metrics", "write_scripts"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("pipelines", "transforms", "networks")  # packages copied into scripts/
-NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/bundles.py", "pipelines/__main__.py", "pipelines/data/demo.py",  # what no config calls
+NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/__main__.py", "pipelines/data/demo.py",  # what no config calls
                *(f"pipelines/cli/{command}.py" for command in ("crossval", "demo", "export", "manifest", "report")))
 # what the configs import besides MONAI, PyTorch and NumPy (distribution names); fire runs monai.bundle's command line;
 # scikit-image only for a recipe with 3D post-processing (MONAI's connected components)
