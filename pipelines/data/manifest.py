@@ -193,8 +193,7 @@ def dataset_root(dataset_dir) -> Path:
 
 def file_pixels(path: Path) -> np.ndarray:
     """The pixel values a mask (or image) file holds, as PIL decodes them (e.g. (H, W) uint8, or uint16 for a 16-bit
-    PNG): what the manifest checks read; an unreadable file is an :class:`InputError`. (A prediction PNG the
-    bundles wrote is read in MONAI's orientation by :func:`pipelines.portable.masks.read_mask`.)"""
+    PNG): what the manifest checks read; an unreadable file is an :class:`InputError`."""
     try:
         with Image.open(path) as image:
             return np.asarray(image)

@@ -4,8 +4,8 @@
 
 - ``errors``: :class:`~pipelines.portable.errors.InputError`, the one exception type for bad input, and the
   ``sys.excepthook`` that shows it as one ``error:`` line (standard library only);
-- ``checksum``: a file's SHA-256, and the check of a model file against a recorded one;
+- ``checksum``: a file's SHA-256 (the export records it for each model file);
 - ``datalist``: the folder-of-slices datalist and its 2.5D neighbour stacks;
 - ``channels``: :class:`~pipelines.portable.channels.SelectChannelsd`;
-- ``masks``: mask PNGs read and written, and the per-subject 3D post-processing of masks.
+- ``masks``: mask PNGs written, and the per-subject 3D post-processing of masks.
 """

@@ -1,13 +1,11 @@
-"""The model file's SHA-256, checked before the file is loaded (``torch.export.load`` unpickles)."""
+"""A file's SHA-256, as the export records it for each model file (metadata and ``large_files.yml``)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 
-from .errors import InputError
-
-__all__ = ["file_sha256", "verified_model_file"]
+__all__ = ["file_sha256"]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -17,13 +15,3 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def verified_model_file(path: str, sha256: str) -> str:
-    """``path`` when the file there has the SHA-256 ``sha256`` recorded at export; an :class:`InputError` naming
-    ``path`` when it is missing or differs. It detects a damaged or swapped file, it is not a signature."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (run from the bundle folder or pass --bundle_root DIR)")
-    if file_sha256(path) != sha256:
-        raise InputError(f"{path}: SHA-256 is not the one recorded at export (file damaged or replaced); extract the bundle again")
-    return path
