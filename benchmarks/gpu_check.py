@@ -65,6 +65,9 @@ from pipelines.bundles import bundle_command, bundle_family, config_files  # noq
 BUNDLES = ("lgg_best", "lgg_unet_small", "lgg_unet_dicece_rgb", "lgg_unet_augment", "lgg_unet_bce", "oasis_unet")
 TORCHRUN_BUNDLE = "lgg_unet_small"
 IMAGE_PACKAGES = ("torch", "numpy", "pillow", "pandas", "scikit-image", "tensorboard", "matplotlib", "tqdm", "pyyaml")  # in the GPU image (device tool's KINDS.md)
+# volume inference reads scans with ITK on the CPU and is not a CUDA path of this check; its wheels (itk-core 81 MB,
+# itk-io 28 MB for Python 3.12) are far over what a device call carries, so the GPU machine goes without them
+NOT_ON_DEVICE = ("itk-io",)
 CARRIED = tuple(line.split("==")[0] for line in (REPO / "benchmarks" / "gpu_wheels.txt").read_text().splitlines() if line and not line.startswith("#"))
 PACKAGES = IMAGE_PACKAGES + CARRIED  # versions reported by the environment step
 ENGINES = {"train": "train#trainer", "evaluate": "evaluator", "inference": "evaluator"}

@@ -8,6 +8,7 @@ this order:
 - train:              ``configs/train.json``, ``common.json``, ``<family>.json``
 - evaluate:           the same, then ``bundles/evaluate.json``
 - inference:          the same, then ``bundles/inference.json``
+- volume_inference:   the same, then ``bundles/volume_inference.json`` (3D scans in, masks in their geometry out)
 - multi_gpu_train:    the same, then ``bundles/multi_gpu.json``, ``configs/multi_gpu_train.json``
 - multi_gpu_evaluate: the same, then ``bundles/multi_gpu.json``, ``bundles/evaluate.json``, ``configs/multi_gpu_evaluate.json``
 
@@ -27,13 +28,14 @@ from pathlib import Path
 
 from pipelines.errors import InputError
 
-__all__ = ["FAMILIES", "MODES", "MULTI_GPU_MODES", "WORKFLOWS", "bundle_family", "config_files", "bundle_command"]
+__all__ = ["FAMILIES", "MODES", "MULTI_GPU_MODES", "VOLUME_MODE", "WORKFLOWS", "bundle_family", "config_files", "bundle_command"]
 
-MODES = ("train", "evaluate", "inference")
+MODES = ("train", "evaluate", "inference")  # what the demo runs on its slices
+VOLUME_MODE = "volume_inference"
 MULTI_GPU_MODES = ("multi_gpu_train", "multi_gpu_evaluate")
 MULTI_GPU = "multi_gpu.json"  # in the bundles/ folder, shared by every bundle
 COMMON = "common.json"  # in the bundles/ folder: the machinery of every bundle
-WORKFLOWS = {"evaluate": "evaluate.json", "inference": "inference.json"}  # in the bundles/ folder, shared by every bundle
+WORKFLOWS = {"evaluate": "evaluate.json", "inference": "inference.json", VOLUME_MODE: "volume_inference.json"}  # in the bundles/ folder, shared by every bundle
 FAMILIES = ("lgg", "oasis")  # each with bundles/<family>.json and pipelines/data/<family>.py
 
 
@@ -48,13 +50,13 @@ def bundle_family(bundle_dir: str | Path) -> str:
 
 def config_files(bundle_dir: str | Path, mode: str) -> list[Path]:
     """Config files of ``mode`` for the bundle at ``bundle_dir`` (``bundles/<name>``), in merge order."""
-    if mode not in MODES + MULTI_GPU_MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES + MULTI_GPU_MODES)}")
+    if mode not in (*MODES, VOLUME_MODE, *MULTI_GPU_MODES):
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join((*MODES, VOLUME_MODE, *MULTI_GPU_MODES))}")
     configs, shared = Path(bundle_dir) / "configs", Path(bundle_dir).parent
     files = [configs / "train.json", shared / COMMON, shared / f"{bundle_family(bundle_dir)}.json"]
     if mode in MULTI_GPU_MODES:
         files.append(shared / MULTI_GPU)
-    if mode in ("evaluate", "inference", "multi_gpu_evaluate"):
+    if mode in ("evaluate", "inference", VOLUME_MODE, "multi_gpu_evaluate"):
         files.append(shared / WORKFLOWS[mode.removeprefix("multi_gpu_")])
     return files + ([configs / f"{mode}.json"] if mode in MULTI_GPU_MODES else [])
 

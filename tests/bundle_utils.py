@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib.util
 import multiprocessing
 import os
 import runpy
@@ -63,7 +64,7 @@ def run_preloaded(command: list[str]) -> subprocess.CompletedProcess:
             child.kill()
             child.join()
             raise subprocess.TimeoutExpired(command, TIMEOUT_S)
-        return subprocess.CompletedProcess(command, child.exitcode, out.read_text(), err.read_text())
+        return subprocess.CompletedProcess(command, child.exitcode, out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8"))
 
 
 def preloaded_main(arguments: list[str], out: Path, err: Path) -> None:
@@ -129,3 +130,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 def tree_digest(folder: Path) -> dict[str, str]:
     """SHA-256 of every file below ``folder``, by relative path: equal digests mean nothing was touched."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cases_from_image_volumes(predictions: Path, cases: Path) -> Path:
+    """A volume-inference case folder ``<cases>/<subject>/<sequence>.nii.gz`` of every subject of ``predictions.csv``,
+    from the image volumes that inference writes beside each mask volume (``benchmarks/volume_agreement.py cases``)."""
+    spec = importlib.util.spec_from_file_location("volume_agreement", REPO / "benchmarks" / "volume_agreement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_cases(predictions, cases)
+    return cases

@@ -1,5 +1,5 @@
 """MONAI's own bundle API on every bundle: ``ConfigWorkflow`` / ``create_workflow`` with ``workflow_type`` train,
-eval and infer initialise, report no missing or wrongly referenced property (``check_properties()``) and run, in
+eval and infer (slices, and 3D volumes) initialise, report no missing or wrongly referenced property (``check_properties()``) and run, in
 this process, with the bundle's config list from :func:`pipelines.bundles.config_files`; bad input is an
 exception the caller can catch, carrying the one-line message."""
 
@@ -8,12 +8,12 @@ import json
 import pytest
 from monai.bundle import ConfigWorkflow, create_workflow
 
-from bundle_utils import REPO, fast
+from bundle_utils import REPO, cases_from_image_volumes, fast
 from pipelines.bundles import config_files
 from pipelines.cli.errors import input_error_in
 
 BUNDLES = sorted(path.parent.parent.name for path in (REPO / "bundles").glob("*/configs/train.json"))
-WORKFLOWS = {"train": "train", "evaluate": "eval", "inference": "infer"}
+WORKFLOWS = {"train": "train", "evaluate": "eval", "inference": "infer", "volume_inference": "infer"}
 
 
 def _literal(value):
@@ -38,8 +38,11 @@ def test_every_workflow_initialises_has_its_properties_and_runs(bundle, tmp_path
     data = {"dataset_dir": str(oasis_demo_root if oasis else lgg_demo_root), "manifest": str(oasis_demo_manifest if oasis else lgg_demo_manifest)}
     common = {**data, **{key: _literal(value) for key, value in fast(bundle).items()}, "ckpt_dir": str(tmp_path / "models")}
     outputs = {"train": {"epochs": 1, "output_dir": str(tmp_path / "train")}, "evaluate": {"output_dir": str(tmp_path / "eval")},
-               "inference": {"infer#output_dir": str(tmp_path / "infer")}}
+               "inference": {"infer#output_dir": str(tmp_path / "infer")},
+               "volume_inference": {"volumes#input_dir": str(tmp_path / "cases"), "volumes#intensity": "unchanged", "volumes#output_dir": str(tmp_path / "volumes")}}
     for mode in WORKFLOWS:
+        if mode == "volume_inference":  # the image volumes inference wrote beside its masks, as cases
+            cases_from_image_volumes(tmp_path / "infer", tmp_path / "cases")
         workflow = _workflow(bundle, mode, **common, **outputs[mode])
         workflow.initialize()
         assert workflow.check_properties() == [], (bundle, mode)
@@ -48,6 +51,7 @@ def test_every_workflow_initialises_has_its_properties_and_runs(bundle, tmp_path
     assert (tmp_path / "models" / "model.pt").is_file()
     assert json.loads((tmp_path / "eval" / "test_summary.json").read_text())["split"] == "test"
     assert (tmp_path / "infer" / "predictions.csv").is_file()
+    assert (tmp_path / "volumes" / "volumes.csv").is_file()
 
 
 def test_bad_input_through_the_python_api_is_an_exception_with_the_one_line_message(tmp_path):

@@ -17,11 +17,12 @@ import sys
 import zipfile
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 import yaml
-from bundle_utils import REPO, assert_one_line_error, fast, run_bundle
+from bundle_utils import REPO, assert_one_line_error, cases_from_image_volumes, fast, run_bundle
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from PIL import Image
 
@@ -96,14 +97,14 @@ def masks(folder) -> dict[str, np.ndarray]:
 
 def test_zip_holds_a_model_zoo_bundle(lgg):
     names = {name.partition("/")[2] for name in zipfile.ZipFile(lgg.archive).namelist()}
-    expected = {"configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json", "configs/logging.conf",
+    expected = {"configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json", "configs/volume_inference.json", "configs/logging.conf",
                 "configs/manifest.csv", "models/model.pt", "models/model.pt2", "large_files.yml", "docs/README.md", f"docs/{SCHEMA_NAME}", "LICENSE"}
     assert expected <= names and all(name.startswith("scripts/") for name in names - expected)
     for name in names - expected:  # the project's own modules, not copies that could drift
         assert name == "scripts/__init__.py" or (lgg.bundle / name).read_bytes() == (REPO / name.removeprefix("scripts/")).read_bytes(), name
     assert {"scripts/pipelines/engine/evaluation.py", "scripts/networks/unet.py", "scripts/transforms/cache.py"} <= names
     assert not {"scripts/pipelines/export/bundle.py", "scripts/pipelines/report.py", "scripts/pipelines/cli/demo.py"} & names
-    for workflow in ("train", "evaluate", "inference"):
+    for workflow in ("train", "evaluate", "inference", "volume_inference"):
         config = json.loads((lgg.bundle / "configs" / f"{workflow}.json").read_text())
         assert config["bundle_root"] == "." and config["imports"][0] == "$import scripts" and config["network_def"]["features"] == 4
     large_files = yaml.safe_load((lgg.bundle / "large_files.yml").read_text())["large_files"]
@@ -166,6 +167,14 @@ def test_exported_workflows_write_what_the_project_writes(name, request):
     assert len(masks(predictions / "masks")) == len(slices) and (predictions / "predictions.csv").is_file() and any((predictions / "volumes").iterdir())
     test_masks = {path.rpartition("/")[2]: mask for path, mask in masks(exported.run / "eval" / "masks").items()}
     assert all(np.array_equal(mask, test_masks[path.rpartition("/")[2]]) for path, mask in masks(predictions / "masks").items() if path.rpartition("/")[2] in test_masks)
+    # volume inference on the image volumes that inference wrote beside its masks gives the same masks
+    cases = cases_from_image_volumes(predictions, exported.run / "cases")
+    volumes = without_project("run", "--config_file", "configs/volume_inference.json", "--volumes#input_dir", str(cases), "--volumes#intensity", "unchanged",
+                              "--output_dir", str(out), cwd=exported.bundle)
+    assert volumes.returncode == 0, volumes.stderr[-3000:]
+    for case in cases.iterdir():
+        assert np.array_equal(nib.load(out / "volumes" / f"{case.name}.nii.gz").get_fdata(), nib.load(predictions / "volumes" / f"{case.name}.nii.gz").get_fdata())
+
 
 
 def test_monai_bundle_api_runs_the_export_from_its_own_files(lgg):

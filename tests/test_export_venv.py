@@ -1,15 +1,18 @@
 """Slow (``pytest -m slow``, the second stage of ``.ci/run``): an exported bundle runs in a brand-new virtual environment
 that holds exactly the packages its ``configs/metadata.json`` declares (``monai_version``, ``pytorch_version``,
-``numpy_version``, ``required_packages_version``) and nothing of the project, and writes the project's masks."""
+``numpy_version``, ``required_packages_version``) and nothing of the project, and writes the project's masks, from
+slices and, through volume inference with ITK, from the image volumes stacked from them."""
 
 import json
 import os
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 
+from bundle_utils import cases_from_image_volumes
 from test_export import masks, trained_and_exported
 
 pytestmark = pytest.mark.slow
@@ -41,3 +44,9 @@ def test_the_export_runs_with_exactly_the_declared_packages(tmp_path_factory, lg
     assert theirs and ours.keys() == theirs.keys() and all(np.array_equal(ours[path], theirs[path]) for path in theirs)  # the same batches: identical
     assert (out / "test_per_subject.csv").read_text() == (exported.run / "eval" / "test_per_subject.csv").read_text()
     assert len(masks(out / "predictions" / "masks")) == len([path for path in lgg_demo_root.rglob("*.tif") if not path.stem.endswith("_mask")])
+    cases = cases_from_image_volumes(out / "predictions", exported.run / "cases")  # volume inference reads them with itk-io
+    result = subprocess.run([python, "-m", "monai.bundle", "run", "--config_file", "configs/volume_inference.json", "--volumes#input_dir", str(cases),
+                             "--volumes#intensity", "unchanged", "--output_dir", str(out)], cwd=exported.bundle, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for case in cases.iterdir():
+        assert np.array_equal(nib.load(out / "volumes" / f"{case.name}.nii.gz").get_fdata(), nib.load(out / "predictions" / "volumes" / f"{case.name}.nii.gz").get_fdata())

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from bundle_utils import REPO, assert_one_line_error, run_preloaded
+from bundle_utils import REPO, assert_one_line_error, cases_from_image_volumes, run_preloaded
 
 from pipelines.cli import main
 
@@ -27,7 +27,7 @@ def test_demo_trains_evaluates_predicts_and_reports(tmp_path):
     assert (run / "models" / "model.pt").is_file() and (run / "eval" / "report" / "overlays.png").is_file()
     summary = json.loads((run / "eval" / "test_summary.json").read_text())
     assert summary["manifest"] == "data_manifests/lgg_demo.csv" and summary["n_slices"] == 12
-    assert sorted(p.name for p in (run / "eval" / "predictions" / "volumes").iterdir()) == ["TCGA_DM_0002.nii.gz"]
+    assert sorted(p.name for p in (run / "eval" / "predictions" / "volumes").iterdir()) == ["TCGA_DM_0002.nii.gz", "TCGA_DM_0002_flair.nii.gz"]  # the mask and the FLAIR it was read from
 
 
 def test_demo_of_an_unknown_bundle_is_one_line(tmp_path):
@@ -48,11 +48,14 @@ def test_the_readme_bundle_commands_run_as_written(tmp_path, lgg_demo_root, lgg_
     output folders in tmp_path."""
     commands = readme_bundle_commands()
     repository, exported = [c for c in commands if "bundles/" in c], [c for c in commands if "configs/" in c and "bundles/" not in c]
-    assert len(repository) == 6 and len(exported) == 2
+    assert len(repository) == 7 and len(exported) == 3
+    cases = tmp_path / "cases"  # volume inference: the image volumes that the inference before it wrote, as cases
     places = {"<bundle>": "lgg_unet_small", "/path/to/kaggle_3m": str(lgg_demo_root), "/path/to/keras_png_slices_data": str(oasis_demo_root),
-              "/path/to/slices": str(lgg_demo_root)}
+              "/path/to/slices": str(lgg_demo_root), "/path/to/cases": str(cases)}
     for command in repository:
         oasis = "oasis" in command
+        if "/path/to/cases" in command:
+            cases_from_image_volumes(tmp_path / "lgg" / "out" / "predictions", cases)
         extra = ["--manifest", str(oasis_demo_manifest if oasis else lgg_demo_manifest), "--epochs", "1", "--network_def#features", "4",
                  "--ckpt_dir", str(tmp_path / ("oasis" if oasis else "lgg") / "models"), "--output_dir", str(tmp_path / ("oasis" if oasis else "lgg") / "out")]
         for placeholder, value in places.items():
@@ -70,3 +73,4 @@ def test_the_readme_bundle_commands_run_as_written(tmp_path, lgg_demo_root, lgg_
         assert result.returncode == 0, (command, result.stderr[-3000:])
     assert (tmp_path / "unzipped" / "lgg_unet_small" / "out" / "predictions" / "predictions.csv").is_file()
     assert (tmp_path / "unzipped" / "lgg_unet_small" / "eval" / "test_summary.json").is_file()
+    assert (tmp_path / "unzipped" / "lgg_unet_small" / "out" / "volumes" / "volumes.csv").is_file()

@@ -31,6 +31,7 @@ from pipelines.portable.datalist import folder_datalist, with_neighbours
 __all__ = ["KAGGLE_3M_SEQUENCES", "LggData", "build_kaggle_3m", "build_kaggle_3m_from_listing", "channel_names", "check_slices", "load_folder", "stacked_channels"]
 
 KAGGLE_3M_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")  # the channels of a kaggle_3m .tif slice
+KAGGLE_3M_SLICE_SIZE = (256, 256)  # every kaggle_3m slice, whatever the scan's field of view
 BINARY_MASK_VALUES = {0, 255}
 EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
 PIXEL_FORMATS = {"F": "32-bit float", "I": "32-bit integer", "I;16": "16-bit", "1": "1-bit", "P": "palette"}
@@ -234,6 +235,19 @@ class LggData:
     def input_channels(self) -> list[int]:
         """The channels of a stacked item the network reads, in order (see :func:`stacked_channels`)."""
         return stacked_channels(self.image_channels, self.neighbour_slices)
+
+    @property
+    def sequences(self) -> dict[str, int]:
+        """The sequences the network reads, in its channel order, each with its channel in a .tif slice, lower case
+        (the names of volume files and of the image volumes written beside masks), e.g. ``{"flair": 1}``."""
+        return {KAGGLE_3M_SEQUENCES[channel].lower(): channel for channel in self.image_channels}
+
+    slice_size = KAGGLE_3M_SLICE_SIZE  # what volume inference cuts a scan's axial slices to
+
+    @property
+    def neighbours(self) -> int:
+        """Slices stacked on each side of a slice (2.5D)."""
+        return self.neighbour_slices
 
     @property
     def facts(self) -> dict:

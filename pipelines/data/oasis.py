@@ -184,6 +184,9 @@ class OasisData:
     """
 
     validation_split = "val"
+    sequences = {"t1": 0}  # the one channel of a slice, named for volume files and the image volumes written beside masks
+    slice_size = (256, 256)  # what volume inference cuts a scan's axial slices to
+    neighbours = 0
 
     def __init__(self, manifest: str | os.PathLike, dataset_dir: str | os.PathLike, label_values: Sequence[int] = LABEL_VALUES,
                  num_workers: int = 0, device: torch.device | str = "cpu") -> None:

@@ -55,9 +55,10 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipelines.atomic import file_target, save_atomic
-from pipelines.bundles import bundle_family, config_files
+from pipelines.bundles import VOLUME_MODE, bundle_family, config_files
 from pipelines.data.lgg import channel_names
 from pipelines.data.preflight import model_weights
+from pipelines.data.volumes import reference_sequence
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, first_line
 from pipelines.portable.checksum import file_sha256
@@ -69,8 +70,9 @@ SHIPPED = ("pipelines", "transforms", "networks")  # packages copied into script
 NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/__main__.py", "pipelines/data/demo.py",  # what no config calls
                *(f"pipelines/cli/{command}.py" for command in ("crossval", "demo", "export", "manifest", "report")))
 # what the configs import besides MONAI, PyTorch and NumPy (distribution names); fire runs monai.bundle's command line;
+# itk-io (with itk-core) reads and writes the scans of volume inference;
 # scikit-image only for a recipe with 3D post-processing (MONAI's connected components)
-REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "tensorboard", "tqdm")
+REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "tensorboard", "tqdm", "itk-io")
 POSTPROCESSING_PACKAGES = ("scikit-image",)
 SCRIPTS_INIT = '''"""The project's code that this bundle's configs call (``pipelines``, ``transforms``, ``networks``), copied by
 ``python -m pipelines export`` from the project's own modules. Importing this package (the configs' first import)
@@ -88,7 +90,7 @@ install_excepthook()
 '''
 STATE_DICT, PROGRAM = "models/model.pt", "models/model.pt2"
 COPIED = ("configs/logging.conf", "LICENSE")
-WORKFLOW_FILES = {"train": "train.json", "evaluate": "evaluate.json", "inference": "inference.json"}
+WORKFLOW_FILES = {"train": "train.json", "evaluate": "evaluate.json", "inference": "inference.json", VOLUME_MODE: "volume_inference.json"}
 
 
 def export_bundle(
@@ -266,8 +268,17 @@ nothing else; the project's code that the configs call is in `scripts/`.
 - Input: {input_text}
 - The network reads {image_classes}.
 - Inference writes, under `<output_dir>/predictions/`: `masks/<subject>/<slice name>_pred.png` (uint8 values {label_values}),
-  `volumes/<subject>.nii.gz` (the subject's masks stacked in slice order, class indices, identity affine: the slices
-  carry no spacing) and `predictions.csv` (one row per slice: subject, slice, image, mask, volume, pixels per class).{postprocessing}
+  `volumes/<subject>.nii.gz` (the subject's masks stacked in slice order, class indices; the slices carry no spacing:
+  1 mm voxels, axial, affine diag(-1, -1, 1)), `volumes/<subject>_<sequence>.nii.gz` (the subject's image volume of each
+  sequence the network reads, same grid, to open with the mask in 3D Slicer or ITK-SNAP) and `predictions.csv` (one row
+  per slice: subject, slice, image, mask, volume, pixels per class).{postprocessing}
+- Volume inference takes 3D scans instead: a folder of cases, each `<case>/<sequence>.nii.gz` (or `.nii`, `.nrrd`, `.mha`,
+  or `<sequence>/`, a DICOM series folder) for the sequences {sequences}{single_file}; it writes
+  `<output_dir>/volumes/<case>.nii.gz`, the mask in the scan's own geometry (class indices), and `volumes.csv` (volume
+  of each class in millilitres). The scan is cut into axial slices of the training data's size and its intensities mapped
+  min..max to 0..255, as the training slices were made (`--volumes#intensity unchanged` for values already 0..255);
+  sequences on other grids are resampled onto the {reference} grid; `--volumes#suffix input` writes the masks in the
+  input's format.
 - Evaluation writes the same under `<output_dir>/` for the split it scores, and the Dice tables: `test_per_slice.csv`, `test_per_subject.csv`,
   `test_summary.json`.
 - Prediction: {pred_classes}
@@ -280,6 +291,8 @@ nothing else; the project's code that the configs call is in `scripts/`.
 
     # inference on a folder of slices
     python -m monai.bundle run --config_file configs/inference.json --infer#input_dir /path/to/slices --output_dir out
+    # inference on 3D scans (NIfTI, NRRD, MHA, DICOM), masks in each scan's geometry
+    python -m monai.bundle run --config_file configs/volume_inference.json --volumes#input_dir /path/to/cases --output_dir out
     # evaluation on the manifest's test split{manifest_note}
     python -m monai.bundle run --config_file configs/evaluate.json --dataset_dir /path/to/{dataset_folder} --output_dir eval
     # fine-tuning: train from these weights (--init_weights), into new folders
@@ -298,7 +311,7 @@ Checks (no network needed; the metadata schema is shipped in `docs/`):
 
 | file | content |
 |---|---|
-| `configs/train.json`, `evaluate.json`, `inference.json` | the workflows, each complete (MONAI's `ConfigWorkflow` with `workflow_type` train, eval or infer runs them) |
+| `configs/train.json`, `evaluate.json`, `inference.json`, `volume_inference.json` | the workflows, each complete (MONAI's `ConfigWorkflow` with `workflow_type` train, eval or infer runs them) |
 | `configs/metadata.json` | versions, packages, input and output format, `eval_metrics` of these weights |
 | `models/model.pt` | the network's state dict (load with `torch.load(..., weights_only=True)`; SHA-256 in `large_files.yml`) |
 | `models/model.pt2` | the same network as a `torch.export` program, for use without its code: `torch.export.load("models/model.pt2").module()(x)`, `x` float32 `(B, {in_channels}, H, W)` with H and W multiples of {divisor}, gives logits `(B, {out_channels}, H, W)` (TorchScript is not offered: deprecated in PyTorch, and `torch.jit.script` cannot compile every network here) |
@@ -323,6 +336,7 @@ def _receiver_readme(root: Path, parser: ConfigParser, meta: dict, ckpt: Path, o
     family = bundle_family(root)
     postprocess = parser.get("postprocess_3d")
     image = meta["network_data_format"]["inputs"]["image"]
+    sequences = list(parser.get_parsed_content("data").sequences)
     return RECEIVER_README.format(
         title=meta["name"], description=meta["description"], task=meta["task"], intended_use=meta.get("intended_use", ""),
         name=root.name, version=meta["version"], ckpt_name=ckpt.name,
@@ -332,6 +346,8 @@ def _receiver_readme(root: Path, parser: ConfigParser, meta: dict, ckpt: Path, o
         f" Each subject's masks are post-processed as one 3D volume first (`{json.dumps(postprocess)}`).",
         pred_classes=meta["pred_classes"], results=_results_text(meta["eval_metrics"]),
         manifest_note=" (configs/manifest.csv, the manifest of the training run; --manifest for another)" if has_manifest else " (pass --manifest <csv>)",
+        sequences=", ".join(f"`{name}`" for name in sequences), reference=reference_sequence(sequences),
+        single_file=" (one sequence: a `<case>.nii.gz` file or a DICOM series folder `<case>/` also works)" if len(sequences) == 1 else "",
         dataset_folder=DATASET_FOLDERS[family], schema=SCHEMA.name, in_channels=image["num_channels"],
         divisor=str(image["spatial_shape"][0]).split("*")[0], out_channels=meta["network_data_format"]["outputs"]["pred"]["num_channels"],
     )
