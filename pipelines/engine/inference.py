@@ -83,26 +83,33 @@ class PredictionWriter:
             image = item["image"].meta["filename_or_obj"] if hasattr(item["image"], "meta") else item["image"]
             self._slices.append((str(item["subject"]), int(item["slice"]), str(image), classes))
 
+    index_name = "predictions.csv"
+
     def _write(self, engine: Engine) -> None:
+        """Stack and post-process each subject's slices, write them (:meth:`_write_subject`) and the index CSV."""
         by_subject = slices_by_subject(gather(self._slices))
         self._slices = []
         if not is_rank_zero():
             return
         rows = []
         for subject, (numbers, images, masks) in by_subject.items():
-            volume = postprocess_volume(list(masks), self.postprocessing)
-            target = self.output_dir / "volumes" / f"{subject}.nii.gz"
-            # nibabel itself: MONAI's NibabelWriter squeezes the (W, H, 1) volume of a one-slice subject to 2D and then fails
-            _save_nifti(volume, target)
-            self._write_image_volumes(subject, images)
-            for k, (slice_number, image) in enumerate(zip(numbers, images)):
-                classes = volume[..., k]
-                mask = self.output_dir / "masks" / subject / f"{Path(image).stem}_pred.png"
-                save_atomic(mask, lambda tmp, values=self.lookup[classes]: write_mask(values, tmp))
-                row = {"subject": subject, "slice": slice_number, "image": image, "prediction": str(mask), "volume": str(target)}
-                row.update({f"pixels_{name}": int((classes == c).sum()) for c, name in enumerate(self.class_names) if c > 0})
-                rows.append(row)
-        save_atomic(self.output_dir / "predictions.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+            rows += self._write_subject(subject, numbers, images, postprocess_volume(list(masks), self.postprocessing))
+        save_atomic(self.output_dir / self.index_name, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+
+    def _write_subject(self, subject: str, numbers: Sequence[int], images: Sequence[str], volume: np.ndarray) -> list[dict]:
+        """Write one subject's ``(W, H, S)`` class volume, its image volumes and slice masks; return its index rows."""
+        target = self.output_dir / "volumes" / f"{subject}.nii.gz"
+        _save_nifti(volume, target)
+        self._write_image_volumes(subject, images)
+        rows = []
+        for k, (slice_number, image) in enumerate(zip(numbers, images)):
+            classes = volume[..., k]
+            mask = self.output_dir / "masks" / subject / f"{Path(image).stem}_pred.png"
+            save_atomic(mask, lambda tmp, values=self.lookup[classes]: write_mask(values, tmp))
+            row = {"subject": subject, "slice": slice_number, "image": image, "prediction": str(mask), "volume": str(target)}
+            row.update({f"pixels_{name}": int((classes == c).sum()) for c, name in enumerate(self.class_names) if c > 0})
+            rows.append(row)
+        return rows
 
     def _write_image_volumes(self, subject: str, images: Sequence[str]) -> None:
         """``volumes/<subject>_<sequence>.nii.gz`` of each of ``sequence_channels``, from the slice files ``images``."""
@@ -145,28 +152,24 @@ class VolumeMaskWriter(PredictionWriter):
         super().__init__(output_dir, label_values=range(len(class_names)), class_names=class_names, pred_key=pred_key, postprocessing=postprocessing)
         self.dataset, self.suffix = dataset, mask_suffix(suffix)
 
-    def _write(self, engine: Engine) -> None:
-        by_subject = slices_by_subject(gather(self._slices))
-        self._slices = []
-        if not is_rank_zero():
-            return
-        rows = []
-        for case, (_, _, masks) in by_subject.items():
-            mask = self.dataset.to_source(case, postprocess_volume(list(masks), self.postprocessing))
-            scan = self.dataset.reference_path(case)
-            suffix = (volume_suffix(scan) or ".nii.gz") if self.suffix == "input" else self.suffix
-            target = self.output_dir / f"{case}{suffix}"
-            writer = ITKWriter(output_dtype=np.uint8)
-            writer.set_data_array(mask, channel_dim=0)
-            writer.set_metadata({"affine": mask.affine}, resample=False)
-            save_atomic(target, writer.write, suffix=suffix)
-            spacing = np.linalg.norm(mask.affine[:3, :3].numpy(), axis=0)
-            voxel_ml = abs(float(np.linalg.det(mask.affine[:3, :3].numpy()))) / 1000
-            row = {"case": case, "mask": str(target), "scan": scan, "shape": "x".join(map(str, mask.shape[1:])),
-                   "spacing_mm": "x".join(f"{s:.4g}" for s in spacing)}
-            classes = mask.as_tensor().numpy()[0]
-            for c, name in enumerate(self.class_names[1:], start=1):
-                voxels = int((classes == c).sum())
-                row.update({f"voxels_{name}": voxels, f"ml_{name}": round(voxels * voxel_ml, 3)})
-            rows.append(row)
-        save_atomic(self.output_dir / "volumes.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    index_name = "volumes.csv"
+
+    def _write_subject(self, subject: str, numbers: Sequence[int], images: Sequence[str], volume: np.ndarray) -> list[dict]:
+        """Write one case's mask in its scan's geometry; return its row of ``volumes.csv``."""
+        mask = self.dataset.to_source(subject, volume)
+        scan = self.dataset.reference_path(subject)
+        suffix = (volume_suffix(scan) or ".nii.gz") if self.suffix == "input" else self.suffix
+        target = self.output_dir / f"{subject}{suffix}"
+        writer = ITKWriter(output_dtype=np.uint8)
+        writer.set_data_array(mask, channel_dim=0)
+        writer.set_metadata({"affine": mask.affine}, resample=False)
+        save_atomic(target, writer.write, suffix=suffix)
+        spacing = np.linalg.norm(mask.affine[:3, :3].numpy(), axis=0)
+        voxel_ml = abs(float(np.linalg.det(mask.affine[:3, :3].numpy()))) / 1000
+        row = {"case": subject, "mask": str(target), "scan": scan, "shape": "x".join(map(str, mask.shape[1:])),
+               "spacing_mm": "x".join(f"{s:.4g}" for s in spacing)}
+        classes = mask.as_tensor().numpy()[0]
+        for c, name in enumerate(self.class_names[1:], start=1):
+            voxels = int((classes == c).sum())
+            row.update({f"voxels_{name}": voxels, f"ml_{name}": round(voxels * voxel_ml, 3)})
+        return [row]
