@@ -77,3 +77,25 @@ def test_postprocessing_applies_to_each_subject_volume_before_writing(tmp_path):
     assert np.asarray(Image.open(tmp_path / "out/masks/P2/P2_1_pred.png")).sum() == 255  # each subject on its own
     index = pd.read_csv(tmp_path / "out/predictions.csv")
     assert list(zip(index["subject"], index["slice"], index["pixels_tumour"])) == [("P1", 3, 4), ("P1", 4, 4), ("P1", 5, 0), ("P2", 1, 1)]
+
+
+def test_image_volumes_are_written_beside_the_mask_volume(tmp_path):
+    # two RGB slices (H=4, W=6): each sequence read becomes a (W, H, S) volume on the mask's grid, with the same affine
+    batch = []
+    for number in (1, 2):
+        pixels = np.zeros((4, 6, 3), np.uint8)
+        pixels[2, 5] = (10 * number, 20 * number, 30 * number)  # row 2, column 5
+        Image.fromarray(pixels).save(tmp_path / f"P1_{number}.tif")
+        batch.append(slice_item("P1", number, tmp_path))
+    engine = Engine(lambda e, b: [{"pred": torch.zeros(1, 6, 4)} for _ in batch])
+    PredictionWriter(tmp_path / "out", sequence_channels={"flair": 1, "post-contrast": 2}).attach(engine)
+    engine.run([batch], max_epochs=1)
+
+    mask = nib.load(tmp_path / "out/volumes/P1.nii.gz")
+    for sequence, channel in (("flair", 1), ("post-contrast", 2)):
+        image = nib.load(tmp_path / f"out/volumes/P1_{sequence}.nii.gz")
+        assert image.shape == mask.shape == (6, 4, 2) and np.array_equal(image.affine, mask.affine)
+        values = image.get_fdata()
+        assert values[5, 2, 0] == 10 * (channel + 1) and values[5, 2, 1] == 20 * (channel + 1) and values.sum() == 30 * (channel + 1)
+    assert np.array_equal(mask.affine, np.diag([-1.0, -1.0, 1.0, 1.0]))  # axial, radiological: docs/volumes.md
+    assert not (tmp_path / "out/volumes/P1_pre-contrast.nii.gz").exists()
