@@ -34,6 +34,7 @@ from monai.transforms import (
 )
 
 from pipelines.errors import InputError, existing_dir, first_line
+from pipelines.portable.datalist import with_neighbours
 from transforms.volumes import SquareInPlanePadd
 
 __all__ = ["INTENSITY_MODES", "MASK_SUFFIXES", "SLICE_AXCODES", "VOLUME_SUFFIXES", "VolumeSliceDataset", "find_cases", "mask_suffix",
@@ -155,7 +156,7 @@ class VolumeSliceDataset(torch.utils.data.Dataset):
             CastToTyped(keys="image", dtype=torch.uint8),
         ])
         self._grids: dict[str, MetaTensor] = {}  # case name -> its grid without pixels (metadata and recorded steps)
-        self._index: list[tuple[int, int]] | None = None  # (case number, slice index)
+        self._index: list[tuple[int, int, list[int]]] | None = None  # (case number, slice index, slice indices of its stack)
         self._held: tuple[int, torch.Tensor] | None = None  # the case in memory: (case number, grid pixels)
 
     def check(self) -> int:
@@ -163,19 +164,21 @@ class VolumeSliceDataset(torch.utils.data.Dataset):
         return len(self.index)
 
     @property
-    def index(self) -> list[tuple[int, int]]:
-        if self._index is None:
-            self._index = [(number, k) for number in range(len(self.cases)) for k in range(self._grid(number).shape[-1])]
+    def index(self) -> list[tuple[int, int, list[int]]]:
+        if self._index is None:  # the stacks by the slice path's own rule (with_neighbours), over slice indices
+            self._index = []
+            for number in range(len(self.cases)):
+                slices = [{"subject": number, "slice": k, "image": k} for k in range(self._grid(number).shape[-1])]
+                stacks = with_neighbours(slices, self.neighbours)
+                self._index += [(number, item["slice"], item["image"] if self.neighbours else [item["image"]]) for item in stacks]
         return self._index
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        number, k = self.index[i]
+        number, k, stack = self.index[i]
         grid = self._grid(number)
-        last = grid.shape[-1] - 1
-        stack = [k, *(min(max(k + sign * d, 0), last) for d in range(1, self.neighbours + 1) for sign in (-1, 1))]
         case = self.cases[number]["case"]
         parts = [self._slice(grid, j, case) for j in stack]
         image = parts[0] if len(parts) == 1 else torch.cat(parts)
