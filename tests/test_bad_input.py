@@ -10,6 +10,7 @@ beside the code they test: tests/test_manifest.py, tests/test_export.py, tests/t
 
 from __future__ import annotations
 
+import ast
 import shutil
 import sys
 from collections.abc import Callable
@@ -257,6 +258,44 @@ def resume_from_another_network(data):
     return bundle_case("train", "checkpoint_epoch=9.pt", "does not fit this bundle's network", resume=True)
 
 
+def resume_with_no_more_epochs(data):
+    (ckpt_dir := data.tmp / "models").mkdir()
+    torch.save({"model": untrained_network(BUNDLE).state_dict()}, ckpt_dir / "checkpoint_epoch=3.pt")
+    return bundle_case("train", "--resume True --epochs 2", "checkpoint_epoch=3.pt has already trained 3 epochs", "pass --epochs above 3",
+                       resume=True, epochs=2, ckpt_dir=ckpt_dir)
+
+
+def value_case(mode: str, reason: str, bundle: str = BUNDLE, **override):
+    """A bundle run with one setting of the wrong type or range: the error line quotes the option, its value
+    (as the config parser reads it) and ``reason``."""
+    (key, value), = override.items()
+    parsed = ast.literal_eval(value) if isinstance(value, str) else value
+    return lambda data: bundle_case(mode, f"--{key} {parsed!r}", reason, bundle=bundle, **override)
+
+
+VALUE_CASES = {
+    "train: epochs a fraction (never rounded)": value_case("train", 'must be a whole number, not rounded', epochs=2.5),
+    "train: zero epochs": value_case("train", 'must be at least 1', epochs=0),
+    "train: zero batch size": value_case("train", 'must be at least 1', batch_size=0),
+    "train: batch size written as a float": value_case("train", 'must be a whole number, not rounded', batch_size=2.0),
+    "train: negative learning rate": value_case("train", 'must be a number in (0, 1]', learning_rate=-0.1),
+    "train: learning rate not a number": value_case("train", 'must be a number in (0, 1]', learning_rate="'fast'"),
+    "train: image size not divisible by the network's stride": value_case("train", "divisible by 16, the network's total stride", image_size="[250,250]"),
+    "train: image size of one length": value_case("train", 'two whole numbers of pixels', image_size="[256]"),
+    "train: roi size not divisible by the network's stride": value_case("train", 'divisible by 16', bundle="lgg_unet_augment", roi_size="[100,100]"),
+    "train: patch size not divisible by the network's stride": value_case("train", 'divisible by 16', bundle="lgg_best", patch_size="[100,100]"),
+    "train: negative neighbour slices": value_case("train", 'must be at least 0', bundle="lgg_best", neighbour_slices=-1),
+    "train: neighbour slices a fraction": value_case("train", 'not rounded', bundle="lgg_best", neighbour_slices=1.5),
+    "train: two folds": value_case("train", 'at least 3 (a test, a validation and a training fold)', folds=2),
+    "train: fold outside the folds": value_case("train", 'must be in 0..4 with --folds 5', fold=7),
+    "train: zero validation interval": value_case("train", 'must be at least 1', val_interval=0),
+    "train: OASIS epochs a fraction": value_case("train", 'not rounded', bundle="oasis_unet", epochs=1.5),
+    "evaluate: negative batch size": value_case("evaluate", 'must be at least 1', batch_size=-1),
+    "inference: image size of zero pixels": value_case("inference", 'each at least 1', image_size="[0,256]"),
+    "volume inference: zero epochs in the recipe": value_case("volume_inference", 'must be at least 1', bundle="lgg_best", epochs=0),
+}
+
+
 def evaluate_without_checkpoint(data):
     return bundle_case("evaluate", "checkpoint", str(data.tmp / "empty" / "model.pt"), "no such file", ckpt_dir=data.tmp / "empty")
 
@@ -356,6 +395,8 @@ CASES = {
     "train: patch larger than image_size": train_patch_larger_than_image,
     "train: output_dir not writable": output_dir_under_a_file,
     "train: resume from another network": resume_from_another_network,
+    "train: resume with no more epochs than done": resume_with_no_more_epochs,
+    **VALUE_CASES,
     "train: misspelt override": lambda data: bundle_case("train", "--batchsize: no such setting in this bundle's configs; did you mean --batch_size?", batchsize=4),
     "train: LGG option on the OASIS bundle": lambda data: bundle_case("train", "--fold: a setting of the LGG bundles", bundle="oasis_unet", fold=1),
     "inference: misspelt override": lambda data: bundle_case("inference", "--ckpt_pth: no such setting in this bundle's configs; did you mean --ckpt_path?", ckpt_pth=data.tmp / "model.pt"),
@@ -390,7 +431,7 @@ def test_bad_input_ends_in_one_line_and_keeps_earlier_outputs(data, damage, caps
     data.tmp.mkdir()
     before = tree_digest(data.outputs)
     command, arguments, fragments = damage(data)
-    if command in ("train", "evaluate", "inference"):
+    if command in ("train", "evaluate", "inference", "volume_inference"):
         bundle = arguments.pop("bundle")
         message = bundle_error_in_process(bundle, command, **bundle_settings(data, bundle, arguments))
         assert_error_line(message, *fragments)

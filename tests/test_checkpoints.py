@@ -2,15 +2,18 @@
 
 import re
 
+import monai
 import pytest
 import torch
 from bundle_utils import REPO
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
+import networks.flips
+import networks.unet
 import pipelines.engine.training
 from pipelines.bundles import config_files
-from pipelines.data.preflight import check_overrides, model_weights
+from pipelines.data.preflight import check_overrides, check_settings, model_weights, sizes_fit_network, total_stride
 from pipelines.engine.training import AtomicCheckpointSaver, RunState, keeps_best_epoch, load_initial_weights
 from pipelines.errors import InputError
 
@@ -187,3 +190,32 @@ def test_command_line_overrides_must_name_a_setting(argv, message, monkeypatch):
     else:
         with pytest.raises(InputError, match="^" + re.escape(message) + "$"):
             check_overrides(argv)
+
+
+@pytest.mark.parametrize("network, stride", [
+    (monai.networks.nets.UNet(2, 1, 1, channels=(4, 8, 16), strides=(2, 2)), 4),
+    (monai.networks.nets.UNet(2, 1, 1, channels=(4, 8, 16, 32), strides=((2, 2), 2, 3)), 24),
+    (networks.unet.UNet(depth=3, features=2), 8),
+    (networks.flips.FlipAveraged(networks.unet.UNet(depth=4, features=2)), 16),
+    (torch.nn.Conv2d(1, 1, 3), None),
+])
+def test_total_stride_of_each_network_kind(network, stride):
+    assert total_stride(network) == stride
+
+
+def test_sizes_fit_network_names_the_option_the_stride_and_a_size_that_fits():
+    network = networks.unet.UNet(depth=4, features=2)
+    sizes_fit_network({"image_size": [256, 128], "roi_size": [64, 64]}, network)
+    with pytest.raises(InputError, match=re.escape("--roi_size [64, 100]: each length must be divisible by 16") + ".*e.g. \\[64, 96\\]$"):
+        sizes_fit_network({"image_size": [256, 256], "roi_size": [64, 100]}, network)
+    sizes_fit_network({"image_size": [250, 250]}, torch.nn.Conv2d(1, 1, 3))  # stride unknown: nothing to check
+
+
+def test_settings_of_every_recipe_pass_their_own_checks(monkeypatch):
+    """The recipes as shipped (the values a user starts from) are inside the ranges the checks enforce."""
+    monkeypatch.chdir(REPO)
+    for bundle in sorted(path for path in (REPO / "bundles").iterdir() if (path / "configs" / "train.json").is_file()):
+        parser = ConfigParser()
+        parser.read_config([str(path) for path in config_files(bundle, "train")])
+        check_settings(parser.get_parsed_content("checked_settings"), argv=[])
+        sizes_fit_network(parser.get_parsed_content("network_sizes"), parser.get_parsed_content("network_def"))

@@ -159,7 +159,7 @@ def test_bad_fold_in_a_datalist_ends_the_run_naming_the_manifest(demo):
 def test_bundle_with_fold_outside_the_folds_stops_with_one_line(demo, tmp_path):
     manifest, root = demo
     message = bundle_error_in_process("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, image_size="[32,32]", bundle_root=tmp_path, fold=3, folds=3)
-    assert_error_line(message, f"manifest {manifest}: fold 3: must be one of 0..2 with folds 3")
+    assert_error_line(message, "--fold 3: must be in 0..2 with --folds 3")
     assert not (tmp_path / "models").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
 import pickle
 import re
@@ -19,7 +20,7 @@ from monai.bundle import ConfigParser
 from pipelines.bundles import COMMON, FAMILIES
 from pipelines.errors import InputError, first_line
 
-__all__ = ["check_checkpoint", "check_overrides", "check_writable", "model_weights", "patch_within"]
+__all__ = ["check_checkpoint", "check_overrides", "check_settings", "check_writable", "model_weights", "patch_within", "sizes_fit_network", "total_stride"]
 
 
 def model_weights(path: str | os.PathLike, network: torch.nn.Module, hint: str = "") -> dict[str, torch.Tensor]:
@@ -78,12 +79,92 @@ def check_writable(folders: dict[str, str | os.PathLike]) -> None:
             raise InputError(f"{option} {folder}: cannot write there ({err.strerror or err})") from None
 
 
-def patch_within(patch_size: Sequence[int], image_size: Sequence[int]) -> list[int]:
-    """``patch_size`` (the training crop, pixels) if it fits in ``image_size`` in every dimension; else an
-    :class:`InputError` naming both settings."""
-    if any(patch > image for patch, image in zip(patch_size, image_size)):
-        raise InputError(f"--patch_size {list(patch_size)}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
-    return list(patch_size)
+def _whole(option: str, value: object, minimum: int, maximum: int | None = None, why: str = "") -> int:
+    """``value`` if it is a whole number in ``minimum..maximum``; a float is refused, never rounded."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"--{option} {value!r}: must be a whole number" + (", not rounded" if isinstance(value, float) else ""))
+    if value < minimum or (maximum is not None and value > maximum):
+        raise InputError(f"--{option} {value}: must be " + (f"at least {minimum}" if maximum is None else f"in {minimum}..{maximum}") + why)
+    return value
+
+
+def _learning_rate(option: str, value: object) -> float:
+    """``value`` if it is a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1:
+        raise InputError(f"--{option} {value!r}: must be a number in (0, 1]")
+    return float(value)
+
+
+def _size(option: str, value: object) -> list[int]:
+    """``value`` if it is two whole numbers of pixels (height, width), each at least 1."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in value):
+        raise InputError(f"--{option} {value!r}: must be two whole numbers of pixels, each at least 1, e.g. [256,256]")
+    return list(value)
+
+
+# Type and range of each setting that a bundle run reads, by its top-level config key (the option that sets it).
+SETTING_RULES = {
+    "epochs": lambda option, value: _whole(option, value, 1),
+    "batch_size": lambda option, value: _whole(option, value, 1),
+    "val_interval": lambda option, value: _whole(option, value, 1),
+    "num_workers": lambda option, value: _whole(option, value, 0),
+    "seed": lambda option, value: _whole(option, value, 0, 2**32 - 1),
+    "learning_rate": _learning_rate,
+    "image_size": _size,
+    "roi_size": _size,
+    "patch_size": _size,
+    "neighbour_slices": lambda option, value: _whole(option, value, 0),
+    "folds": lambda option, value: _whole(option, value, 3, why=" (a test, a validation and a training fold)"),
+    "fold_seed": lambda option, value: _whole(option, value, 0, 2**32 - 1),
+}
+
+
+def check_settings(settings: dict[str, object], argv: Sequence[str] | None = None) -> None:
+    """Before a bundle run builds or writes anything: the command line's overrides name defined settings
+    (:func:`check_overrides` of ``argv``), and each of ``settings`` (top-level config keys and their values,
+    ``checked_settings`` of bundles/common.json and the family's file) has the type and range of
+    :data:`SETTING_RULES`, and ``fold`` (when set) is one of ``0..folds-1``; else an :class:`InputError`
+    naming the option, e.g. ``--epochs 2.5: must be a whole number, not rounded``."""
+    check_overrides(argv)
+    for key, value in settings.items():
+        if key in SETTING_RULES:
+            SETTING_RULES[key](key, value)
+    if settings.get("fold") is not None:
+        _whole("fold", settings["fold"], 0, settings["folds"] - 1, why=f" with --folds {settings['folds']}")
+
+
+def total_stride(network: torch.nn.Module) -> int | None:
+    """How many pixels of input one pixel of ``network``'s coarsest level spans: the product of its ``strides``
+    (MONAI ``UNet``, ``DynUNet``) or ``2**depth`` (:class:`networks.unet.UNet`); None for another network."""
+    network = getattr(network, "network", getattr(network, "module", network))  # inside FlipAveraged or DDP
+    strides = getattr(network, "strides", None)
+    if strides is not None:
+        return math.prod(math.prod(stride) if isinstance(stride, (list, tuple)) else int(stride) for stride in strides)
+    depth = getattr(network, "depth", None)
+    return 2**depth if isinstance(depth, int) else None
+
+
+def sizes_fit_network(sizes: dict[str, Sequence[int]], network: torch.nn.Module) -> None:
+    """Each size (by the option that sets it, e.g. ``{"image_size": [256, 256]}``) is divisible by ``network``'s
+    :func:`total_stride` in every dimension, as the U-Net's skip connections need; else an :class:`InputError`
+    naming the option, the stride and the nearest sizes that fit."""
+    stride = total_stride(network)
+    for option, size in sizes.items():
+        if stride and any(length % stride for length in size):
+            below = [length // stride * stride for length in size]
+            raise InputError(f"--{option} {list(size)}: each length must be divisible by {stride}, the network's total stride "
+                             f"(its down-sampling steps multiplied), e.g. {below if all(below) else [stride] * len(size)}")
+
+
+def patch_within(patch_size: Sequence[int], image_size: Sequence[int], network: torch.nn.Module | None = None) -> list[int]:
+    """``patch_size`` (the training crop, pixels) if it is a size, fits in ``image_size`` in every dimension and
+    (with ``network``) is divisible by its total stride; else an :class:`InputError` naming the setting."""
+    patch = _size("patch_size", patch_size)
+    if any(length > image for length, image in zip(patch, image_size)):
+        raise InputError(f"--patch_size {patch}: larger than --image_size {list(image_size)}; a training patch is cut from a resized slice")
+    if network is not None:
+        sizes_fit_network({"patch_size": patch}, network)
+    return patch
 
 
 RUN_OPTIONS = ("run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file")  # monai.bundle run's own

@@ -133,9 +133,15 @@ class RunState:
             self.best_saver.load_state_dict({"_saved": [(state["best_metric"], "model.pt")]})
 
 
+def _checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """N of a ``checkpoint_epoch=N.pt`` path; None for another name."""
+    number = Path(path).stem.partition("checkpoint_epoch=")[2]
+    return int(number) if Path(path).stem.startswith("checkpoint_epoch=") and number.isdigit() else None
+
+
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
     """Path of the highest ``checkpoint_epoch=N.pt`` in ``ckpt_dir``, or ``""`` when there is none."""
-    found = [(int(path.stem.split("=")[1]), path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if path.stem.split("=")[1].isdigit()]
+    found = [(_checkpoint_epoch(path), path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if _checkpoint_epoch(path) is not None]
     return str(max(found)[1]) if found else ""
 
 
@@ -146,13 +152,17 @@ def load_initial_weights(network: torch.nn.Module, path: str | os.PathLike) -> N
         getattr(network, "module", network).load_state_dict(model_weights(path, network, hint="--init_weights"))
 
 
-def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module) -> str:
-    """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir``, or one that does not load
-    weights-only into ``network``, is an :class:`InputError`."""
+def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module, epochs: int) -> str:
+    """The checkpoint a ``--resume True`` run continues from; none in ``ckpt_dir``, one that does not load
+    weights-only into ``network``, or one that already has ``epochs`` epochs or more is an :class:`InputError`."""
     latest = latest_checkpoint(ckpt_dir)
     if not latest:
         raise InputError(f"--resume: no checkpoint_epoch=N.pt in {ckpt_dir} to continue from (train without --resume, or pass --ckpt_dir)")
     model_weights(latest, network)
+    done = _checkpoint_epoch(latest)
+    if epochs <= done:
+        raise InputError(f"--resume True --epochs {epochs}: {latest} has already trained {done} epochs; "
+                         f"pass --epochs above {done} to continue, or train without --resume into another --ckpt_dir")
     return latest
 
 
