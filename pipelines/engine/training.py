@@ -141,7 +141,7 @@ def _checkpoint_epoch(path: str | os.PathLike) -> int | None:
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> str:
     """Path of the highest ``checkpoint_epoch=N.pt`` in ``ckpt_dir``, or ``""`` when there is none."""
-    found = [(_checkpoint_epoch(path), path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if _checkpoint_epoch(path) is not None]
+    found = [(epoch, path) for path in Path(ckpt_dir).glob("checkpoint_epoch=*.pt") if (epoch := _checkpoint_epoch(path)) is not None]
     return str(max(found)[1]) if found else ""
 
 
