@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from pipelines.atomic import save_atomic, write_text_atomic
+from pipelines.atomic import folder_target, save_atomic, write_text_atomic
 from pipelines.errors import InputError, existing_dir, first_line
 
 __all__ = ["DPI", "FIGURE_INCHES", "SEED_RESULTS", "compare", "evaluated", "find_summary", "read_scalars", "write_report"]
@@ -312,7 +312,7 @@ def write_report(eval_dir: str | os.PathLike, train_log_dir: str | os.PathLike |
     Returns the path of ``report.md``. Raises InputError on a missing folder or file, or an unreadable one.
     """
     eval_dir = existing_dir(eval_dir, "evaluation folder")
-    out_dir = Path(out_dir) if out_dir is not None else eval_dir / "report"
+    out_dir = folder_target(out_dir if out_dir is not None else eval_dir / "report")
     summary = _read_summary(eval_dir / f"{split}_summary.json")
     classes = list(summary["classes"])
     dice_columns = [f"dice_{name}" for name in classes]

@@ -11,13 +11,17 @@ beside the code they test: tests/test_manifest.py, tests/test_export.py, tests/t
 from __future__ import annotations
 
 import ast
+import errno
+import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from bundle_utils import REPO, assert_error_line, assert_one_line_error, bundle_error_in_process, fast, run_bundle, tree_digest
@@ -30,6 +34,7 @@ from pipelines.cli.errors import excepthook
 from pipelines.data.demo import make_lgg_demo
 from pipelines.data.lgg import build_kaggle_3m
 from pipelines.data.manifest import write_manifest
+from pipelines.engine.run_folders import LOCK_NAME
 
 BUNDLE = "lgg_unet_bce"
 
@@ -65,7 +70,7 @@ def untrained_network(bundle: str) -> torch.nn.Module:
     """``bundle``'s network_def as the tests run it (``fast`` overrides), freshly initialised."""
     parser = ConfigParser()
     parser.read_config([str(path) for path in config_files(REPO / "bundles" / bundle, "train")])
-    parser.update(fast(bundle))
+    parser.update({key: ast.literal_eval(value) if isinstance(value, str) else value for key, value in fast(bundle).items()})  # as the command line parses them
     return parser.get_parsed_content("network_def")
 
 
@@ -251,7 +256,7 @@ def train_patch_larger_than_image(data):
 
 def output_dir_under_a_file(data):
     (blocker := data.tmp / "a_file").write_text("not a folder")
-    return bundle_case("train", "output_dir", str(blocker / "eval"), "cannot write", output_dir=blocker / "eval")
+    return bundle_case("train", "output_dir", str(blocker / "eval"), "cannot write", output_dir=blocker / "eval", ckpt_dir=data.tmp / "models")
 
 
 def resume_from_another_network(data):
@@ -263,6 +268,33 @@ def resume_with_no_more_epochs(data):
     torch.save({"model": untrained_network(BUNDLE).state_dict()}, ckpt_dir / "checkpoint_epoch=3.pt")
     return bundle_case("train", "--resume True --epochs 2", "checkpoint_epoch=3.pt has already trained 3 epochs", "pass --epochs above 3",
                        resume=True, epochs=2, ckpt_dir=ckpt_dir)
+
+
+def train_over_a_finished_run(data):
+    return bundle_case("train", f"--ckpt_dir {data.outputs / 'models'}", "holds an earlier training (checkpoint_epoch=9.pt, model.pt)",
+                       "pass --resume True to continue it, --overwrite True to start over")
+
+
+def locked_folder(folder: Path, pid: int = 1, host: str = socket.gethostname()) -> Path:
+    """``folder`` holding the lock of another run (PID 1 is always alive)."""
+    folder.mkdir(parents=True)
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": host, "started": "2026-12-05T10:00:00+0000", "command": "monai.bundle run"}))
+    return folder
+
+
+def folder_of_a_live_run(mode: str, option: str):
+    def damage(data):
+        busy = locked_folder(data.tmp / "busy")
+        settings = {"ckpt_dir": data.tmp / "models"} if mode == "train" else {}  # a new training: no earlier checkpoints there
+        settings[option.removeprefix("--")] = busy
+        return bundle_case(mode, f"{option} {busy}: another run is writing there (PID 1 on {socket.gethostname()}", f"choose another {option}", **settings)
+    return damage
+
+
+def output_folder_locked_on_another_host(data):
+    busy = locked_folder(data.tmp / "busy", pid=4321, host="gpu-node-7")
+    return bundle_case("evaluate", f"--output_dir {busy}: another run may be writing there (PID 4321 on gpu-node-7", f"delete {busy / LOCK_NAME}",
+                       output_dir=busy)
 
 
 def value_case(mode: str, reason: str, bundle: str = BUNDLE, **override):
@@ -289,6 +321,7 @@ VALUE_CASES = {
     "train: two folds": value_case("train", 'at least 3 (a test, a validation and a training fold)', folds=2),
     "train: fold outside the folds": value_case("train", 'must be in 0..4 with --folds 5', fold=7),
     "train: zero validation interval": value_case("train", 'must be at least 1', val_interval=0),
+    "train: overwrite neither True nor False": value_case("train", 'must be True or False', overwrite="'yes'"),
     "train: OASIS epochs a fraction": value_case("train", 'not rounded', bundle="oasis_unet", epochs=1.5),
     "evaluate: negative batch size": value_case("evaluate", 'must be at least 1', batch_size=-1),
     "inference: image size of zero pixels": value_case("inference", 'each at least 1', image_size="[0,256]"),
@@ -360,6 +393,15 @@ def report_truncated_summary(data):
     return "report", ["compare", str(eval_dir), "--out", str(data.tmp / "table.csv")], (str(eval_dir / "test_summary.json"), "unreadable JSON")
 
 
+def out_below_a_file(command: list[str]):
+    """``python -m pipelines <command> --out <a file>/x``, for a command that writes into a folder."""
+    def damage(data):
+        (blocker := data.tmp / "a_file").write_text("not a folder")
+        eval_dir = ["--eval_dir", str(data.outputs / "eval")] if command[0] == "report" else []
+        return command[0], [*command[1:], *eval_dir, "--out", str(blocker / "x")], (f"--out {blocker / 'x'}: {blocker} is a file; give a folder to write into",)
+    return damage
+
+
 def pickled_class(path: Path) -> None:
     torch.save({"model": Data(Path(), Path(), Path(), Path())}, path)
 
@@ -397,6 +439,13 @@ CASES = {
     "train: resume from another network": resume_from_another_network,
     "train: resume with no more epochs than done": resume_with_no_more_epochs,
     **VALUE_CASES,
+    "train: over a finished run without --resume or --overwrite": train_over_a_finished_run,
+    "train: --resume and --overwrite together": lambda data: bundle_case("train", "--resume True --overwrite True: choose one", resume=True, overwrite=True),
+    "train: checkpoint folder of a live run": folder_of_a_live_run("train", "--ckpt_dir"),
+    "train: output folder of a live run": folder_of_a_live_run("train", "--output_dir"),
+    "evaluate: output folder of a live run": folder_of_a_live_run("evaluate", "--output_dir"),
+    "evaluate: output folder locked on another host": output_folder_locked_on_another_host,
+    "inference: output folder of a live run": folder_of_a_live_run("inference", "--infer#output_dir"),
     "train: misspelt override": lambda data: bundle_case("train", "--batchsize: no such setting in this bundle's configs; did you mean --batch_size?", batchsize=4),
     "train: LGG option on the OASIS bundle": lambda data: bundle_case("train", "--fold: a setting of the LGG bundles", bundle="oasis_unet", fold=1),
     "inference: misspelt override": lambda data: bundle_case("inference", "--ckpt_pth: no such setting in this bundle's configs; did you mean --ckpt_path?", ckpt_pth=data.tmp / "model.pt"),
@@ -415,6 +464,8 @@ CASES = {
     "manifest build: --out is a folder": lambda data: ("manifest", ["build", "--dataset_dir", str(data.root), "--out", str(data.outputs)], (str(data.outputs), "is a folder")),
     "export: checkpoint of another network": export_checkpoint_of_another_network,
     "report: truncated summary JSON": report_truncated_summary,
+    "report: --out below a file": out_below_a_file(["report", "run"]),
+    "manifest demo-data: --out below a file": out_below_a_file(["manifest", "demo-data"]),
 }
 
 
@@ -450,6 +501,25 @@ def test_the_bundle_command_prints_only_the_error_line(data, case):
     command, arguments, fragments = CASES[case](data)
     bundle = arguments.pop("bundle")
     assert_one_line_error(run_bundle(bundle, command, fresh_interpreter=True, **bundle_settings(data, bundle, arguments)), *fragments)
+
+
+@pytest.mark.parametrize("writer", ["tables", "masks"])
+def test_a_full_disk_during_evaluation_is_one_line_and_leaves_no_partial_file(data, writer, monkeypatch):
+    """ENOSPC while evaluation writes its tables (pandas) or its masks (PIL): one line naming the file, the earlier
+    outputs unchanged, no temporary file left."""
+    data.tmp.mkdir()
+    before = tree_digest(data.outputs)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(*{"tables": (pd.DataFrame, "to_csv"), "masks": (Image.Image, "save")}[writer], full_disk)
+    message = bundle_error_in_process(BUNDLE, "evaluate", **bundle_settings(data, BUNDLE, {}))
+    assert_error_line(message, str(data.outputs / "eval"), "the disk is full", "not written, an earlier file of that name is unchanged")
+    after = tree_digest(data.outputs)
+    assert {name: after[name] for name in before} == before
+    hidden = [name for name in after if Path(name).name.startswith(".")]
+    assert hidden == ["eval/.run.lock"]  # no temporary file; the lock is this (still running) test process's
 
 
 def test_the_python_api_sees_the_exception_and_the_top_level_prints_one_line(tmp_path, capsys):

@@ -26,6 +26,7 @@ from bundle_utils import REPO, assert_one_line_error, cases_from_image_volumes, 
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 from PIL import Image
 
+import pipelines.export.bundle
 from pipelines.cli import main
 from pipelines.errors import InputError
 from pipelines.export.bundle import REQUIRED_PACKAGES, _export, summary_metrics
@@ -280,6 +281,22 @@ def test_import_refuses_a_damaged_archive(lgg, tmp_path, capsys, damage):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
     assert not (tmp_path / "bundles" / "lgg_unet_small").exists()
+
+
+@pytest.mark.parametrize("limit", ["size limit", "free disk"])
+def test_import_checks_the_unpacked_size_before_extracting(lgg, tmp_path, capsys, monkeypatch, limit):
+    """Sizes come from the zip's directory: an archive larger unpacked than the limit, or than the free space, is refused."""
+    unpacked = sum(info.file_size for info in zipfile.ZipFile(lgg.archive).infolist())
+    if limit == "size limit":
+        monkeypatch.setattr(pipelines.export.bundle, "IMPORT_LIMIT_BYTES", unpacked - 1)
+        fragment = "MB the most an exported bundle may hold"
+    else:
+        monkeypatch.setattr(pipelines.export.bundle.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+        fragment = f"MB free on the disk of {tmp_path / 'new' / 'bundles'}"
+    assert main(["export", "--import", str(lgg.archive), "--into", str(tmp_path / "new" / "bundles")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {lgg.archive}: its files take ") and fragment in err[0] and "nothing extracted" in err[0]
+    assert not (tmp_path / "new").exists()
 
 
 def test_import_refuses_to_overwrite(lgg, tmp_path, capsys):

@@ -95,3 +95,22 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, setting
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, settings):
     message = bundle_error_in_process("lgg_unet_augment", "train", resume=True, ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train", **settings)
     assert_error_line(message, "--resume", str(tmp_path / "models"))
+
+
+def test_ctrl_c_during_training_is_one_line_saying_how_to_resume(tmp_path, settings):
+    """SIGINT to the command's process group (what Ctrl-C in a terminal sends) once epoch 1 is saved: one
+    ``error:`` line naming the checkpoint folder and ``--resume True``, no traceback, no lock left, epoch 1 whole. The
+    process ends as killed by SIGINT (exit status 130 in a shell), as Python reports an interrupt to its caller."""
+    models = tmp_path / "models"
+    overrides = {"bundle_root": REPO / "bundles" / "lgg_unet_augment", "epochs": 20, "ckpt_dir": models, "output_dir": tmp_path / "train", **settings}
+    process = subprocess.Popen(bundle_command(REPO / "bundles" / "lgg_unet_augment", "train", overrides), cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (models / "checkpoint_epoch=1.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == -signal.SIGINT and "Traceback" not in stderr, stderr[-3000:]
+    assert_error_line(stderr.strip().splitlines()[-1], "error: interrupted (Ctrl-C)", f"are in {models}", "--resume True")
+    assert not list(tmp_path.rglob(".run.lock"))
+    torch.load(models / "checkpoint_epoch=1.pt", weights_only=True)

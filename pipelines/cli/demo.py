@@ -30,7 +30,8 @@ DEMOS = {
 
 def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/demo", data_dir: str = "demo_data") -> Path:
     """Generate the bundle family's demo data under ``data_dir``, then train, evaluate and predict with the bundle
-    (run from the repository root); return the run folder ``<out>/<bundle>``."""
+    (run from the repository root; a re-run trains over the earlier run, ``--overwrite True``); return the run
+    folder ``<out>/<bundle>``."""
     bundle_dir = Path("bundles") / bundle
     if not (bundle_dir / "configs" / "train.json").is_file():
         raise InputError(f"bundle {bundle_dir}: no configs/train.json (run from the repository root)")
@@ -40,7 +41,7 @@ def run_demo(bundle: str = "lgg_unet_bce", epochs: int = 20, out: str = "runs/de
     overrides = {"dataset_dir": dataset_dir, "manifest": demo_manifest, "ckpt_dir": run_dir / "models",
                  "output_dir": run_dir / "eval", **demo_settings}
     for mode in MODES:
-        command = bundle_command(bundle_dir, mode, {**overrides, **({"epochs": epochs} if mode == "train" else {})})
+        command = bundle_command(bundle_dir, mode, {**overrides, **({"epochs": epochs, "overwrite": True} if mode == "train" else {})})
         print(f"\n=== {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
         result = subprocess.run(command)
         if result.returncode != 0:

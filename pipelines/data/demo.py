@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipelines.atomic import folder_target
 from pipelines.data.oasis import FOLDER_SPLITS, LABEL_VALUES
 from pipelines.errors import InputError
 
@@ -27,6 +28,7 @@ def make_lgg_demo(out_dir, n_subjects: int = 6, n_slices: int = 12, seed: int = 
     the first and last ``max(1, n_slices // 4)`` slices have none. A ``data.csv`` with a
     ``Patient`` column lists the patients. Same arguments, same bytes.
     """
+    folder_target(out_dir)
     if n_subjects < 1 or n_slices < 3 or size < 32:
         raise InputError(f"demo data needs >= 1 subject, >= 3 slices and size >= 32, "
                          f"got {n_subjects}, {n_slices}, {size}")
@@ -94,6 +96,7 @@ def make_oasis_demo(out_dir, n_cases=(3, 1, 1), n_slices: int = 8, seed: int = 0
     border, a white-matter core and, in the middle slices, two CSF ventricles; grey levels about 60
     (CSF), 120 (grey) and 175 (white matter) with texture and noise. Same arguments, same bytes.
     """
+    folder_target(out_dir)
     if len(n_cases) != len(FOLDER_SPLITS) or min(n_cases) < 1 or n_slices < 1 or size < 32:
         raise InputError(f"demo data needs >= 1 case in each of train, validate and test, >= 1 slice and size >= 32, "
                          f"got {list(n_cases)}, {n_slices}, {size}")

@@ -102,8 +102,17 @@ def _size(option: str, value: object) -> list[int]:
     return list(value)
 
 
+def _switch(option: str, value: object) -> bool:
+    """``value`` if it is True or False."""
+    if not isinstance(value, bool):
+        raise InputError(f"--{option} {value!r}: must be True or False")
+    return value
+
+
 # Type and range of each setting that a bundle run reads, by its top-level config key (the option that sets it).
 SETTING_RULES = {
+    "resume": _switch,
+    "overwrite": _switch,
     "epochs": lambda option, value: _whole(option, value, 1),
     "batch_size": lambda option, value: _whole(option, value, 1),
     "val_interval": lambda option, value: _whole(option, value, 1),
@@ -123,12 +132,14 @@ def check_settings(settings: dict[str, object], argv: Sequence[str] | None = Non
     """Before a bundle run builds or writes anything: the command line's overrides name defined settings
     (:func:`check_overrides` of ``argv``), and each of ``settings`` (top-level config keys and their values,
     ``checked_settings`` of bundles/common.json and the family's file) has the type and range of
-    :data:`SETTING_RULES`, and ``fold`` (when set) is one of ``0..folds-1``; else an :class:`InputError`
+    :data:`SETTING_RULES`, ``resume`` and ``overwrite`` are not both set, and ``fold`` (when set) is one of ``0..folds-1``; else an :class:`InputError`
     naming the option, e.g. ``--epochs 2.5: must be a whole number, not rounded``."""
     check_overrides(argv)
     for key, value in settings.items():
         if key in SETTING_RULES:
             SETTING_RULES[key](key, value)
+    if settings.get("resume") and settings.get("overwrite"):
+        raise InputError("--resume True --overwrite True: choose one: --resume continues the run in --ckpt_dir, --overwrite starts it over")
     if settings.get("fold") is not None:
         _whole("fold", settings["fold"], 0, settings["folds"] - 1, why=f" with --folds {settings['folds']}")
 

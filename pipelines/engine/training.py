@@ -24,12 +24,13 @@ from tqdm import tqdm
 from pipelines.atomic import save_atomic, write_text_atomic
 from pipelines.data.preflight import model_weights
 from pipelines.errors import InputError
+from pipelines.portable.errors import set_interrupt_hint
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AtomicCheckpointSaver", "EpochSeed", "NoMetadataInTraining", "ProgressBar", "RunState", "StopOnNonFiniteLoss", "TrainSummaryWriter",
-    "check_resume", "keeps_best_epoch", "latest_checkpoint", "load_initial_weights", "log_step_at_debug",
+    "check_resume", "keeps_best_epoch", "hint_resume_on_interrupt", "latest_checkpoint", "load_initial_weights", "log_step_at_debug",
 ]
 
 MODEL_EPOCHS = ("best", "last")
@@ -164,6 +165,12 @@ def check_resume(ckpt_dir: str | os.PathLike, network: torch.nn.Module, epochs: 
         raise InputError(f"--resume True --epochs {epochs}: {latest} has already trained {done} epochs; "
                          f"pass --epochs above {done} to continue, or train without --resume into another --ckpt_dir")
     return latest
+
+
+def hint_resume_on_interrupt(ckpt_dir: str | os.PathLike) -> None:
+    """Make the one line printed after Ctrl-C say where the finished epochs are and how to continue them."""
+    set_interrupt_hint(f"the checkpoints of the finished epochs are in {ckpt_dir}; "
+                       "run the same command with --resume True (without --overwrite) to continue")
 
 
 class _ReplaceAfterSave(BaseSaveHandler):

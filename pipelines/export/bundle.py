@@ -74,6 +74,7 @@ NOT_SHIPPED = ("pipelines/export", "pipelines/report.py", "pipelines/__main__.py
 # scikit-image only for a recipe with 3D post-processing (MONAI's connected components)
 REQUIRED_PACKAGES = ("pytorch-ignite", "fire", "pillow", "nibabel", "pandas", "tensorboard", "tqdm", "itk-io")
 POSTPROCESSING_PACKAGES = ("scikit-image",)
+IMPORT_LIMIT_BYTES = 2**31  # unpacked size of an archive to import; an exported bundle is tens of MB
 SCRIPTS_INIT = '''"""The project's code that this bundle's configs call (``pipelines``, ``transforms``, ``networks``), copied by
 ``python -m pipelines export`` from the project's own modules. Importing this package (the configs' first import)
 puts this folder first on ``sys.path``, so that the configs' ``pipelines.*``, ``transforms.*`` and ``networks.*``
@@ -373,10 +374,22 @@ def _zip(root: Path, archive: Path) -> None:
                 zipped.write(path, PurePosixPath(root.name, *path.relative_to(root).parts))
 
 
+def _check_unpacked_size(archive: str | os.PathLike, zipped: zipfile.ZipFile, into: Path) -> None:
+    """From the zip's directory, before anything is read or extracted: the members' unpacked size is at most
+    :data:`IMPORT_LIMIT_BYTES` and fits the free space of the disk that holds ``into``; else an :class:`InputError`."""
+    unpacked = sum(info.file_size for info in zipped.infolist())
+    existing = next(folder for folder in (into, *into.parents) if folder.is_dir())
+    free = shutil.disk_usage(existing).free
+    for limit, what in ((IMPORT_LIMIT_BYTES, "the most an exported bundle may hold (a damaged or hostile zip?)"), (free, f"free on the disk of {into}")):
+        if unpacked > limit:
+            raise InputError(f"{archive}: its files take {unpacked / 2**20:.0f} MB unpacked, more than the {limit / 2**20:.0f} MB {what}; nothing extracted")
+
+
 def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
     """Extract an exported bundle zip as ``<into>/<name>`` and return that folder.
 
-    Raises :class:`InputError` when ``archive`` is not a readable zip (e.g. truncated), a member fails its
+    Raises :class:`InputError` when ``archive`` is not a readable zip (e.g. truncated), its members would unpack
+    to more than :data:`IMPORT_LIMIT_BYTES` or than the free disk (:func:`_check_unpacked_size`), a member fails its
     CRC, the members are not all below one ``<name>/`` folder (or a path escapes it), a model file's
     SHA-256 differs from ``configs/metadata.json``, or ``<into>/<name>`` already exists.
     """
@@ -390,6 +403,7 @@ def import_bundle(archive: str | os.PathLike, into: str | os.PathLike) -> Path:
         if len(names) != 1 or any(member.is_absolute() or ".." in member.parts for member in members):
             raise InputError(f"{archive}: expected every file below one <bundle name>/ folder")
         name = names.pop()
+        _check_unpacked_size(archive, zipped, Path(into))
         try:
             damaged = zipped.testzip()
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["InputError", "input_error_in", "error_line", "print_error", "excepthook", "install_excepthook"]
+__all__ = ["InputError", "input_error_in", "error_line", "print_error", "excepthook", "install_excepthook", "set_interrupt_hint"]
 
 
 class InputError(ValueError):
@@ -30,12 +30,24 @@ def print_error(err: InputError) -> None:
     print(error_line(err), file=sys.stderr)
 
 
+_interrupt_hint = ""
+
+
+def set_interrupt_hint(hint: str) -> None:
+    """What the line printed after Ctrl-C adds, e.g. how to continue the interrupted run ("" for nothing)."""
+    global _interrupt_hint
+    _interrupt_hint = hint
+
+
 def excepthook(kind, value, traceback) -> None:
     """``sys.excepthook``: an exception that is or comes from an InputError (MONAI wraps what a config expression
-    raises in a ``RuntimeError``) is one ``error:`` line, and Python exits with code 1; others go to the hook
-    installed before (Python's traceback)."""
+    raises in a ``RuntimeError``) is one ``error:`` line, and Python exits with code 1; so is Ctrl-C (with the
+    :func:`set_interrupt_hint`), after which Python ends as killed by SIGINT. Others go to the hook installed
+    before (Python's traceback)."""
     found = input_error_in(value)
-    if found is None:
+    if issubclass(kind, KeyboardInterrupt):
+        print(error_line(InputError("interrupted (Ctrl-C)" + (f"; {_interrupt_hint}" if _interrupt_hint else ""))), file=sys.stderr)
+    elif found is None:
         _previous_excepthook(kind, value, traceback)
     else:
         print_error(found)
