@@ -13,7 +13,7 @@ from pipelines.data import manifest
 from pipelines.data.demo import make_lgg_demo
 from pipelines.data.lgg import build_kaggle_3m, build_kaggle_3m_from_listing
 from pipelines.data.oasis import build_oasis
-from pipelines.errors import InputError
+from pipelines.errors import InputError, existing_dir
 
 
 def _split_counts(rows) -> str:
@@ -35,11 +35,26 @@ def _build(args) -> None:
     print(f"wrote {args.out}: {len(rows)} rows; {_split_counts(rows)}")
 
 
+def _bundle_data(bundle_dir: str, manifest_path: str, dataset_dir: str):
+    """The ``data`` component of the bundle at ``bundle_dir`` (its train configs, the recipe's settings) for a manifest."""
+    from monai.bundle import ConfigParser
+
+    from pipelines.bundles import config_files
+
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(existing_dir(bundle_dir, "bundle folder"), "train")])
+    parser.update({"bundle_root": bundle_dir, "manifest": manifest_path, "dataset_dir": dataset_dir})
+    return parser.get_parsed_content("data")
+
+
 def _validate(args) -> None:
-    if args.check_files and args.dataset_dir is None:
+    if (args.check_files or args.bundle) and args.dataset_dir is None:
         raise InputError("validate: --dataset_dir is needed to check the files (or pass --no-check-files)")
-    rows = manifest.validate_manifest(args.manifest, args.dataset_dir, args.require, args.check_files)
+    rows = manifest.validate_manifest(args.manifest, args.dataset_dir, args.require, args.check_files or bool(args.bundle))
     checked = "rows and files" if args.check_files else "rows (files not checked)"
+    if args.bundle:
+        _bundle_data(args.bundle, args.manifest, args.dataset_dir).check(sorted({row["split"] for row in rows}))
+        checked = f"rows and files, with the checks {args.bundle} runs before training, evaluation and inference"
     print(f"OK {args.manifest}: {len(rows)} {checked}; {_split_counts(rows)}")
 
 
@@ -123,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--dataset_dir", "--dataset-dir", help="dataset root the image/label paths are relative to")
     validate.add_argument("--require", nargs="+", default=(), choices=manifest.SPLITS, metavar="SPLIT",
                           help="splits that must have rows, e.g. --require train val")
+    validate.add_argument("--bundle", help="also run the image and mask checks of this bundle (pixel format, channels, size, "
+                                           "mask values), the very checks its training runs, e.g. bundles/lgg_best")
     validate.add_argument("--no-check-files", dest="check_files", action="store_false",
                           help="check only the CSV text, not that the images and labels exist and match in size")
     validate.set_defaults(run=_validate)

@@ -25,6 +25,7 @@ from pipelines.data.datasets import StackedSliceDataset
 from pipelines.data.manifest import (
     DEFAULT_RATIOS, SPLITS, dataset_root, file_pixels, parse_cell, read_table, records_as_dicts, validation_split, whole_number, with_splits,
 )
+from pipelines.data.slices import check_image, check_images
 from pipelines.errors import InputError
 from pipelines.portable.datalist import folder_datalist, with_neighbours
 
@@ -33,8 +34,6 @@ __all__ = ["KAGGLE_3M_SEQUENCES", "LggData", "build_kaggle_3m", "build_kaggle_3m
 KAGGLE_3M_SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")  # the channels of a kaggle_3m .tif slice
 KAGGLE_3M_SLICE_SIZE = (256, 256)  # every kaggle_3m slice, whatever the scan's field of view
 BINARY_MASK_VALUES = {0, 255}
-EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
-PIXEL_FORMATS = {"F": "32-bit float", "I": "32-bit integer", "I;16": "16-bit", "1": "1-bit", "P": "palette"}
 
 _CASE_FOLDER = re.compile(r"(TCGA_[^_]+_[^_]+)_\d+")
 _LISTING_COLUMNS = ("patient", "slice", "image", "mask", "mask_pixels")
@@ -117,37 +116,26 @@ def _has_tumour(mask_file: Path) -> int:
 def check_slices(
     manifest: str | os.PathLike, dataset_dir: str | os.PathLike, splits: Sequence[str], channels: Sequence[int], min_size: Sequence[int]
 ) -> None:
-    """Check that the slices of ``splits`` fit the bundle before it trains or evaluates.
-
-    Every image must be 8-bit grey or colour (the bundles scale 0..255 to 0..1; a float slice could hold
-    NaN), have the channels the bundle reads (``channels``, 0-based) and be at least ``min_size`` pixels
-    (the bundle's ``image_size``: smaller slices would be silently up-sampled before any patch or sliding
-    window is taken); every label must be a single-channel mask of 0 and 255 only. Reads each mask's
-    pixels (about a second per thousand slices) and only the image headers. Raises an :class:`InputError`
-    naming the file, its manifest row and the problem.
+    """Check that the slices of ``splits`` fit the bundle before it trains or evaluates: every image passes
+    :func:`pipelines.data.slices.check_image` (8-bit, the ``channels`` the bundle reads, none of them alpha, at least
+    ``min_size``, the bundle's ``image_size``: smaller slices would be silently up-sampled), every label is a
+    single-channel mask of 0 and 255 only. Reads each mask's pixels (about a second per thousand slices) and only
+    the image headers. Raises an :class:`InputError` naming the file, its manifest row and the problem.
     """
     root = Path(dataset_dir)
-    need_channels, (need_w, need_h) = max(channels) + 1, min_size
     for row in split_rows(manifest, dataset_dir, splits):
-        where = f"(manifest {manifest} row {row['row']})"
-        image_path, label_path = root / row["image"], root / row["label"]
+        where = f" (manifest {manifest} row {row['row']})"
+        check_image(root / row["image"], channels, min_size, where)
+        label_path = root / row["label"]
         try:
-            with Image.open(image_path) as image:
-                mode, bands, (width, height) = image.mode, len(image.getbands()), image.size
             with Image.open(label_path) as label:
                 label_bands, values = len(label.getbands()), np.unique(np.asarray(label))
         except (OSError, UnidentifiedImageError) as err:
-            raise InputError(f"{err.filename or image_path}: cannot read image: {err} {where}") from None
-        if mode not in EIGHT_BIT_MODES:
-            raise InputError(f"image {image_path}: pixel format {mode} ({PIXEL_FORMATS.get(mode, 'not 8-bit')}), expected 8-bit slices of values 0..255 {where}")
-        if bands < need_channels:
-            raise InputError(f"image {image_path}: has {bands} channel(s) but this bundle reads channels {list(channels)} {where}")
-        if width < need_w or height < need_h:
-            raise InputError(f"image {image_path}: {width}x{height} is smaller than the {need_w}x{need_h} this bundle works at {where}")
+            raise InputError(f"{label_path}: cannot read image: {err}{where}") from None
         if label_bands != 1:
-            raise InputError(f"label {label_path}: has {label_bands} channels, expected a single-channel mask {where}")
+            raise InputError(f"label {label_path}: has {label_bands} channels, expected a single-channel mask{where}")
         if not set(values.tolist()) <= BINARY_MASK_VALUES:
-            raise InputError(f"label {label_path}: values {values.tolist()[:8]} found, expected a binary mask of 0 and 255 {where}")
+            raise InputError(f"label {label_path}: values {values.tolist()[:8]} found, expected a binary mask of 0 and 255{where}")
 
 
 def load_folder(input_dir: str | os.PathLike, pattern: str = "*.tif", skip_suffixes: Sequence[str] = ("_mask.tif",), neighbours: int = 0) -> list[dict]:
@@ -267,8 +255,13 @@ class LggData:
         return load_split(self.manifest, self.dataset_dir, split, self.neighbour_slices, **self.fold_args)
 
     def inference_datalist(self, input_dir: str, split: str) -> list[dict]:
-        """The slices below ``input_dir`` (every ``*.tif`` but masks) when it is set, else the items of ``split``."""
-        return load_folder(input_dir, neighbours=self.neighbour_slices) if input_dir else self.datalist(split)
+        """The slices below ``input_dir`` (every ``*.tif`` but masks, each checked as training checks its images) when it
+        is set, else the items of ``split``."""
+        if not input_dir:
+            return self.datalist(split)
+        items = load_folder(input_dir, neighbours=self.neighbour_slices)
+        check_images(items, self.image_channels, self.image_size)
+        return items
 
     def dataset(self, split: str, transform: Compose) -> StackedSliceDataset:
         """The cached dataset of ``split`` (each slice once, its deterministic transforms done)."""

@@ -33,8 +33,9 @@ from monai.data import CacheDataset, Dataset
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapLabelValued
 
 import transforms
-from pipelines.data.datalist import check_manifest, load_split
+from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.manifest import SPLITS, dataset_root, file_pixels, validate_manifest
+from pipelines.data.slices import check_image, check_images
 from pipelines.errors import InputError
 from pipelines.portable.datalist import folder_datalist
 
@@ -199,8 +200,12 @@ class OasisData:
         return {"manifest": self.manifest}
 
     def check(self, splits: Sequence[str]) -> None:
-        """Raise an :class:`~pipelines.errors.InputError` unless the manifest and the masks of ``splits`` fit."""
+        """Raise an :class:`~pipelines.errors.InputError` unless the manifest, the images (8-bit grey, ``slice_size``:
+        :func:`pipelines.data.slices.check_image`) and the masks of ``splits`` fit."""
         check_manifest(self.manifest, self.dataset_dir, list(splits))
+        root = Path(self.dataset_dir)
+        for row in split_rows(self.manifest, self.dataset_dir, list(splits)):
+            check_image(root / row["image"], [0], self.slice_size, f" (manifest {self.manifest} row {row['row']})", resized=False, single_channel=True)
         check_mask_values(self.manifest, self.dataset_dir, list(splits))
 
     def datalist(self, split: str) -> list[dict]:
@@ -208,8 +213,13 @@ class OasisData:
         return load_split(self.manifest, self.dataset_dir, split)
 
     def inference_datalist(self, input_dir: str, split: str) -> list[dict]:
-        """The ``case_*`` slices below ``input_dir`` when it is set (:func:`load_folder`), else the items of ``split``."""
-        return load_folder(input_dir) if input_dir else self.datalist(split)
+        """The ``case_*`` slices below ``input_dir`` when it is set (:func:`load_folder`, each checked as training checks
+        its images), else the items of ``split``."""
+        if not input_dir:
+            return self.datalist(split)
+        items = load_folder(input_dir)
+        check_images(items, [0], self.slice_size, resized=False, single_channel=True)
+        return items
 
     def dataset(self, split: str, transform: Compose) -> CacheDataset:
         """The cached dataset of ``split``."""
