@@ -52,7 +52,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoints(tmp_path, set
     run = shutil.copytree(one_epoch, tmp_path / "run")
     common = {**settings, "ckpt_dir": run / "models", "output_dir": run / "train"}
     before = tree_digest(run / "models")
-    result = run_bundle("lgg_unet_augment", "train", epochs=2, loss=NAN_LOSS, loss_every_iteration=every_iteration, **common)
+    result = run_bundle("lgg_unet_augment", "train", epochs=2, loss=NAN_LOSS, loss_every_iteration=every_iteration, overwrite=True, **common)
     where = "at epoch 1, iteration 1 of" if every_iteration else "mean training loss of epoch 1 is nan"
     assert_one_line_error(result, where, "checkpoint_epoch=1.pt, model.pt")
     assert "error: " not in result.stderr.strip().splitlines()[-2], result.stderr[-3000:]  # said once
