@@ -53,7 +53,7 @@ def _process_alive(pid: int) -> bool:
 
 def _create(lock: Path, record: dict) -> bool:
     """Create ``lock`` holding ``record``, complete or not at all; False when it exists already."""
-    with tempfile.NamedTemporaryFile("w", dir=lock.parent, prefix=".run.lock.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile("w", dir=lock.parent, prefix=f"{LOCK_NAME}.", delete=False) as tmp:
         json.dump(record, tmp)
     try:
         os.link(tmp.name, lock)

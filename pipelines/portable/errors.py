@@ -44,10 +44,9 @@ def excepthook(kind, value, traceback) -> None:
     raises in a ``RuntimeError``) is one ``error:`` line, and Python exits with code 1; so is Ctrl-C (with the
     :func:`set_interrupt_hint`), after which Python ends as killed by SIGINT. Others go to the hook installed
     before (Python's traceback)."""
-    found = input_error_in(value)
     if issubclass(kind, KeyboardInterrupt):
         print(error_line(InputError("interrupted (Ctrl-C)" + (f"; {_interrupt_hint}" if _interrupt_hint else ""))), file=sys.stderr)
-    elif found is None:
+    elif (found := input_error_in(value)) is None:
         _previous_excepthook(kind, value, traceback)
     else:
         print_error(found)
