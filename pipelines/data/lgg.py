@@ -25,7 +25,7 @@ from pipelines.data.datasets import StackedSliceDataset
 from pipelines.data.manifest import (
     DEFAULT_RATIOS, SPLITS, dataset_root, file_pixels, parse_cell, read_table, records_as_dicts, validation_split, whole_number, with_splits,
 )
-from pipelines.data.slices import check_image, check_images
+from pipelines.data.slices import check_images, check_row_images, row_location
 from pipelines.errors import InputError
 from pipelines.portable.datalist import folder_datalist, with_neighbours
 
@@ -122,11 +122,10 @@ def check_slices(
     single-channel mask of 0 and 255 only. Reads each mask's pixels (about a second per thousand slices) and only
     the image headers. Raises an :class:`InputError` naming the file, its manifest row and the problem.
     """
-    root = Path(dataset_dir)
-    for row in split_rows(manifest, dataset_dir, splits):
-        where = f" (manifest {manifest} row {row['row']})"
-        check_image(root / row["image"], channels, min_size, where)
-        label_path = root / row["label"]
+    rows = split_rows(manifest, dataset_dir, splits)
+    check_row_images(manifest, dataset_dir, rows, channels, min_size)
+    for row in rows:
+        where, label_path = row_location(manifest, row), Path(dataset_dir) / row["label"]
         try:
             with Image.open(label_path) as label:
                 label_bands, values = len(label.getbands()), np.unique(np.asarray(label))

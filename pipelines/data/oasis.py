@@ -35,7 +35,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 import transforms
 from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.manifest import SPLITS, dataset_root, file_pixels, validate_manifest
-from pipelines.data.slices import check_image, check_images
+from pipelines.data.slices import check_images, check_row_images
 from pipelines.errors import InputError
 from pipelines.portable.datalist import folder_datalist
 
@@ -203,9 +203,8 @@ class OasisData:
         """Raise an :class:`~pipelines.errors.InputError` unless the manifest, the images (8-bit grey, ``slice_size``:
         :func:`pipelines.data.slices.check_image`) and the masks of ``splits`` fit."""
         check_manifest(self.manifest, self.dataset_dir, list(splits))
-        root = Path(self.dataset_dir)
-        for row in split_rows(self.manifest, self.dataset_dir, list(splits)):
-            check_image(root / row["image"], [0], self.slice_size, f" (manifest {self.manifest} row {row['row']})", resized=False, single_channel=True)
+        rows = split_rows(self.manifest, self.dataset_dir, list(splits))
+        check_row_images(self.manifest, self.dataset_dir, rows, [0], self.slice_size, resized=False, single_channel=True)
         check_mask_values(self.manifest, self.dataset_dir, list(splits))
 
     def datalist(self, split: str) -> list[dict]:

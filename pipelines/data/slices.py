@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipelines.errors import InputError
 
-__all__ = ["EIGHT_BIT_MODES", "PIXEL_FORMATS", "check_image", "check_images"]
+__all__ = ["EIGHT_BIT_MODES", "PIXEL_FORMATS", "check_image", "check_images", "check_row_images", "row_location"]
 
 EIGHT_BIT_MODES = {"L", "LA", "RGB", "RGBA"}
 PIXEL_FORMATS = {"F": "32-bit float", "I": "32-bit integer", "I;16": "16-bit", "I;16B": "16-bit", "1": "1-bit", "P": "palette"}
@@ -57,3 +57,16 @@ def check_images(items: Iterable[dict], channels: Sequence[int], size: Sequence[
     paths = (path for item in items for path in ([item["image"]] if isinstance(item["image"], (str, Path)) else item["image"]))
     for path in dict.fromkeys(paths):  # each file once: 2.5D stacks share their neighbours
         check_image(path, channels, size, resized=resized, single_channel=single_channel)
+
+
+def row_location(manifest: str | os.PathLike, row: dict) -> str:
+    """The suffix of an error about a manifest row (a dict with its line number ``row``): `` (manifest <csv> row <n>)``."""
+    return f" (manifest {manifest} row {row['row']})"
+
+
+def check_row_images(manifest: str | os.PathLike, dataset_dir: str | os.PathLike, rows: Iterable[dict], channels: Sequence[int],
+                     size: Sequence[int], resized: bool = True, single_channel: bool = False) -> None:
+    """:func:`check_image` of the ``image`` (relative to ``dataset_dir``) of every manifest row of ``rows`` (validated rows of
+    ``manifest``), an error naming the row."""
+    for row in rows:
+        check_image(Path(dataset_dir) / row["image"], channels, size, row_location(manifest, row), resized, single_channel)
