@@ -1,8 +1,9 @@
-"""Smoke test of the throughput harness, benchmarks/train_throughput.py: tiny sizes, every figure present and
-sane. No timing is asserted (speed is measured with the harness itself, see docs/performance.md)."""
+"""Smoke tests of the benchmarks: the throughput harness (benchmarks/train_throughput.py) at tiny sizes, every figure
+present and sane; the time to quality and the parallel-folds benchmark's logic. No timing is asserted (speed is measured with the harness itself, see docs/performance.md)."""
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -51,11 +52,16 @@ def test_bad_arguments_are_one_line_errors(tmp_path, lgg_demo_root):
         assert result.returncode == 2 and fragment in result.stderr.strip().splitlines()[-1], result.stderr
 
 
-def harness_module():
-    spec = importlib.util.spec_from_file_location("train_throughput", HARNESS)
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def harness_module():
+    return load_benchmark("train_throughput")
 
 
 def test_rounds_interleave_the_variants_and_pair_their_ratios():
@@ -122,3 +128,35 @@ def test_time_to_quality_errors_name_the_folder_or_the_metric(tmp_path):
         writer.add_scalar("train_loss", 1.0, 1)
     missing = time_to_quality(tmp_path, "--metric", "val_dice_3d")
     assert missing.returncode == 2 and "no scalar 'val_dice_3d' in its event files; they have train_loss" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_parallel_folds_alternates_the_two_runs_and_pairs_them_by_round(tmp_path, monkeypatch):
+    bench = load_benchmark("parallel_folds")
+    runs = []
+
+    def fake_run(command, jobs, log):  # the one-at-a-time run takes 100 s, the at-once run 60 s in round 0 and 80 s in round 1
+        runs.append(command)
+        return 100.0 if jobs == 1 else 60.0 + 20 * (len(runs) > 2)
+
+    monkeypatch.setattr(bench, "timed_run", fake_run)
+    out = tmp_path / "result.json"
+    assert bench.main(["--bundle", "bundles/lgg_best", "--dataset_dir", str(tmp_path), "--only", "0", "2", "--jobs", "3", "--rounds", "2",
+                       "--set", "epochs=1", "--set", "image_size=[64,64]", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [command[command.index("--jobs") + 1] for command in runs] == ["1", "3", "3", "1"]
+    assert [entry["first"] for entry in report["rounds"]] == ["one_at_a_time", "at_once"]
+    assert report["speedup"] == pytest.approx(statistics.median([100 / 60, 100 / 80]), abs=1e-3)
+    command = runs[0]
+    assert command[1:4] == ["-m", "pipelines", "crossval"] and command[command.index("--only") + 1:command.index("--jobs")] == ["0", "2"]
+    assert command[-4:] == ["--epochs", "1", "--image_size", "[64,64]"]
+    assert len({command[command.index("--out") + 1] for command in runs}) == 4  # every run into its own folder
+
+
+@pytest.mark.parametrize("argv, message", [(["--jobs", "1"], "--jobs must be at least 2"), (["--rounds", "0"], "--rounds at least 1"),
+                                           (["--set", "epochs"], "--set expects KEY=VALUE, got 'epochs'")])
+def test_parallel_folds_bad_arguments(tmp_path, argv, message, capsys):
+    bench = load_benchmark("parallel_folds")
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--bundle", "bundles/lgg_best", "--dataset_dir", str(tmp_path), "--out", str(tmp_path / "r.json"), *argv])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -12,7 +12,7 @@ from monai.bundle import ConfigParser
 
 from pipelines.bundles import config_files
 from pipelines.cli import main
-from pipelines.cli.crossval import summarise_folds
+from pipelines.cli.crossval import fold_threads, summarise_folds
 from pipelines.data import datalist
 from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.demo import make_lgg_demo
@@ -240,3 +240,42 @@ def test_crossval_runs_a_fold_of_a_bundle_end_to_end(demo, tmp_path, capsys):
     with open(tmp_path / "crossval_per_subject.csv") as f:
         assert {row["subject"] for row in csv.DictReader(f)} == test_subjects
     assert "per patient 3D Dice" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("jobs, cores, threads", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (3, 16, 5)])
+def test_folds_run_at_once_share_the_cores(jobs, cores, threads):
+    assert fold_threads(jobs, cores) == threads
+
+
+def test_crossval_runs_folds_at_once_each_with_its_log(demo, tmp_path, capsys):
+    manifest, root = demo
+    overrides = {"dataset_dir": root, "manifest": manifest, "epochs": 1, "image_size": "[32,32]", "patch_size": "[16,16]", **fast("lgg_best"), "batch_size": 4}
+    argv = [str(REPO / "bundles" / "lgg_best"), "--out", str(tmp_path), "--folds", "3", "--only", "0", "2", "--jobs", "2"]
+    assert main(["crossval", *argv] + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]) == 0
+    summary = json.loads((tmp_path / "crossval_summary.json").read_text())
+    assert summary["evaluated_folds"] == [0, 2] and summary["missing_folds"] == [1]
+    for fold in (0, 2):
+        log = (tmp_path / f"fold{fold}" / "crossval.log").read_text()
+        assert log.index("=== train: ") < log.index("=== evaluate: ") and f"--fold {fold} " in log
+        assert (tmp_path / f"fold{fold}" / "models" / "model.pt").is_file()
+    assert not (tmp_path / "fold1").exists()
+
+
+def test_crossval_with_jobs_names_every_failed_fold_and_its_error(demo, tmp_path, capsys):
+    manifest, root = demo
+
+    def crossval(out, jobs):  # --epochs 0 fails every fold's training at its settings check
+        return main(["crossval", str(REPO / "bundles" / "lgg_best"), "--out", str(out), "--folds", "3", "--only", "0", "1", "--jobs", str(jobs),
+                     "--dataset_dir", str(root), "--manifest", str(manifest), "--epochs", "0"])
+
+    assert crossval(tmp_path, 2) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and message.startswith("error: fold 0: the train step failed (exit code 1); error: --epochs 0")
+    assert f"its output is in {tmp_path / 'fold1' / 'crossval.log'}" in message and " | fold 1: " in message
+    assert not (tmp_path / "fold0" / "models").exists() and not (tmp_path / "crossval_summary.json").exists()
+    assert crossval(tmp_path / "alone", 1) == 1  # one at a time: stops at the first failed fold
+    assert capsys.readouterr().err.strip() == "error: fold 0: the train step failed (exit code 1); see the output above"
+    assert not (tmp_path / "alone").exists()
+    assert crossval(tmp_path / "none", 0) == 1
+    assert capsys.readouterr().err.strip() == "error: --jobs 0: the number of folds run at once must be at least 1"
+    assert not (tmp_path / "none").exists()

@@ -11,7 +11,8 @@ patient once. ``<out>/crossval_per_subject.csv`` holds every fold's per-subject 
 ``<out>/crossval_summary.json`` per class and convention (``per_subject_3d``, ``per_slice``,
 ``slices_with_<class>``) the Dice mean, std (over subjects or slices), min and max over the pooled test
 folds, and for ``per_subject_3d`` each fold's mean; a ``postprocessed`` block holds the same after the
-bundle's 3D post-processing when it has one.
+bundle's 3D post-processing when it has one. ``--jobs N`` runs N folds at once, each with its share of the CPU
+cores (``OMP_NUM_THREADS``) and its output in ``<out>/fold<k>/crossval.log``.
 
 Every input problem ends with one ``error: ...`` line on stderr and exit code 1.
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -32,31 +35,77 @@ from pipelines.cli import config_overrides
 from pipelines.engine.evaluation import POSTPROCESSED
 from pipelines.errors import InputError, existing_dir
 
-__all__ = ["run_folds", "summarise_folds", "main"]
+__all__ = ["fold_threads", "run_folds", "summarise_folds", "main"]
 
 
 def _fold_dir(out: Path, fold: int) -> Path:
     return out / f"fold{fold}"
 
 
-def run_folds(bundle_dir: str | Path, out: str | Path, folds: int, fold_seed: int, only: list[int], overrides: dict[str, str]) -> None:
+def _run_fold(bundle_dir: str | Path, out: Path, fold: int, folds: int, fold_seed: int, overrides: dict[str, str], log: Path | None, env: dict | None) -> str | None:
+    """Train fold ``fold``, then evaluate it on its test fold; None when both steps succeed, else why not (one line).
+
+    Each command is printed; its output goes to the terminal, or appended to ``log`` when given.
+    """
+    fold_overrides = {**overrides, "fold": fold, "folds": folds, "fold_seed": fold_seed, "ckpt_dir": _fold_dir(out, fold) / "models"}
+    for mode, output in (("train", "train"), ("evaluate", "eval")):
+        command = bundle_command(bundle_dir, mode, {**fold_overrides, "output_dir": _fold_dir(out, fold) / output})
+        print(f"\n=== fold {fold} of {folds}, {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
+        if log is None:
+            code = subprocess.run(command).returncode
+        else:
+            with open(log, "a") as stream:
+                stream.write(f"=== {mode}: {shlex.join(['python', *command[1:]])}\n")
+                stream.flush()
+                code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
+        if code:
+            return f"the {mode} step failed (exit code {code}); " + (f"{_last_error(log)}; its output is in {log}" if log else "see the output above")
+    return None
+
+
+def _last_error(log: Path) -> str:
+    """The last ``error: ...`` line of a fold's log (every input problem ends a bundle run with one), else a pointer."""
+    errors = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    return errors[-1] if errors else "no error line"
+
+
+def fold_threads(jobs: int, cores: int | None = None) -> int:
+    """PyTorch threads for each of ``jobs`` folds run at once: the usable CPU cores shared out, at least 1."""
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // jobs)
+
+
+def run_folds(bundle_dir: str | Path, out: str | Path, folds: int, fold_seed: int, only: list[int], overrides: dict[str, str], jobs: int = 1) -> None:
     """Train, then evaluate on its test fold, each fold of ``only`` (every fold when empty), printing each command.
 
-    ``overrides`` go to every command (e.g. ``dataset_dir``, ``manifest``, ``epochs``). A failed command
-    stops with :class:`InputError` naming the fold and the step.
+    ``overrides`` go to every command (e.g. ``dataset_dir``, ``manifest``, ``epochs``). With ``jobs`` above 1 that
+    many folds run at once, each with :func:`fold_threads` PyTorch threads (``OMP_NUM_THREADS``, unless set) and its
+    output in ``<out>/fold<k>/crossval.log`` (on a CPU, where one training leaves cores idle part of the time, folds at
+    once end sooner: ``benchmarks/parallel_folds.py``, docs/performance.md). A failed fold does not stop the others;
+    once all have ended, :class:`InputError` names each failed fold, its step and its error line.
     """
     out = Path(out)
     outside = [fold for fold in only if not 0 <= fold < folds]
     if outside:
         raise InputError(f"--only {' '.join(map(str, outside))}: folds are 0..{folds - 1} with --folds {folds}")
-    for fold in only or range(folds):
-        fold_overrides = {**overrides, "fold": fold, "folds": folds, "fold_seed": fold_seed, "ckpt_dir": _fold_dir(out, fold) / "models"}
-        for mode, output in (("train", "train"), ("evaluate", "eval")):
-            command = bundle_command(bundle_dir, mode, {**fold_overrides, "output_dir": _fold_dir(out, fold) / output})
-            print(f"\n=== fold {fold} of {folds}, {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
-            code = subprocess.run(command).returncode
-            if code:
-                raise InputError(f"fold {fold}: the {mode} step of {bundle_dir} failed (exit code {code}); see the output above")
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: the number of folds run at once must be at least 1")
+    selected = only or list(range(folds))
+    if jobs == 1:
+        for fold in selected:
+            failure = _run_fold(bundle_dir, out, fold, folds, fold_seed, overrides, None, None)
+            if failure:
+                raise InputError(f"fold {fold}: {failure}")
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(fold_threads(min(jobs, len(selected)))))}
+    logs = {fold: _fold_dir(out, fold) / "crossval.log" for fold in selected}
+    for log in logs.values():
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        failures = dict(zip(selected, pool.map(lambda fold: _run_fold(bundle_dir, out, fold, folds, fold_seed, overrides, logs[fold], env), selected)))
+    failed = [f"fold {fold}: {failure}" for fold, failure in failures.items() if failure]
+    if failed:
+        raise InputError(" | ".join(failed))
 
 
 def _stats(values: pd.Series) -> dict:
@@ -142,6 +191,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
     parser.add_argument("--fold_seed", "--fold-seed", type=int, default=0, help="seed of the subject shuffle (default: %(default)s)")
     parser.add_argument("--only", type=int, nargs="+", default=[], metavar="K", help="run only these folds (the summary pools every fold found)")
+    parser.add_argument("--jobs", type=int, default=1, help="folds run at once, each with its share of the CPU cores and its output in "
+                        "<out>/fold<k>/crossval.log (default: %(default)s; on a CPU, 2 or 3 use the cores better than 1)")
     parser.add_argument("--summarise-only", "--summarise_only", action="store_true", help="do not run anything; pool the folds already evaluated under --out")
     args, extra = parser.parse_known_args(argv)
     overrides = _overrides(extra)
@@ -150,6 +201,6 @@ def main(argv: list[str]) -> None:
         if bundle_family(args.bundle) != "lgg":
             raise InputError(f"crossval {args.bundle}: an {bundle_family(args.bundle).upper()} bundle; patient-level cross-validation folds are "
                              "for the LGG bundles (the OASIS data comes split by its folders)")
-        run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides)
+        run_folds(args.bundle, args.out, args.folds, args.fold_seed, args.only, overrides, args.jobs)
     summary = summarise_folds(args.out, args.folds)
     print(f"\nwrote {Path(args.out) / 'crossval_summary.json'} and crossval_per_subject.csv ({len(summary['evaluated_folds'])} of {args.folds} folds)\n{_report(summary)}")
