@@ -160,3 +160,18 @@ def test_parallel_folds_bad_arguments(tmp_path, argv, message, capsys):
         bench.main(["--bundle", "bundles/lgg_best", "--dataset_dir", str(tmp_path), "--out", str(tmp_path / "r.json"), *argv])
     assert stopped.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_network_cost_times_the_recipe_network_and_each_candidate_in_its_shape(tmp_path, capsys):
+    bench = load_benchmark("network_cost")
+    small = '{"_target_": "UNet", "channels": [4, 8], "strides": [2], "num_res_units": 0}'
+    out = tmp_path / "cost.json"
+    assert bench.main(["--bundle", "bundles/lgg_best", "--batch", "2", "--size", "32", "32", "--steps", "1", "--rounds", "2",
+                       "--candidate", f"small={small}", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["networks"]) == ["recipe", "small"] and report["setup"]["input_channels"] == 9  # lgg_best is 2.5D: 3 sequences x 3 slices
+    assert report["networks"]["recipe"]["over_recipe"] == 1.0 and report["networks"]["recipe"]["parameters_millions"] == 1.63
+    assert report["networks"]["small"]["parameters_millions"] < 0.01 and report["networks"]["small"]["seconds_per_step"] > 0
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--candidate", "wide={not json", "--out", str(tmp_path / "bad.json")])
+    assert stopped.value.code == 2 and "--candidate expects NAME=JSON" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
