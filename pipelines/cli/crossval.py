@@ -50,12 +50,13 @@ def _run_fold(bundle_dir: str | Path, out: Path, fold: int, folds: int, fold_see
     fold_overrides = {**overrides, "fold": fold, "folds": folds, "fold_seed": fold_seed, "ckpt_dir": _fold_dir(out, fold) / "models"}
     for mode, output in (("train", "train"), ("evaluate", "eval")):
         command = bundle_command(bundle_dir, mode, {**fold_overrides, "output_dir": _fold_dir(out, fold) / output})
-        print(f"\n=== fold {fold} of {folds}, {mode}: {shlex.join(['python', *command[1:]])}", flush=True)
+        shown = shlex.join(["python", *command[1:]])
+        print(f"\n=== fold {fold} of {folds}, {mode}: {shown}", flush=True)
         if log is None:
             code = subprocess.run(command).returncode
         else:
             with open(log, "a") as stream:
-                stream.write(f"=== {mode}: {shlex.join(['python', *command[1:]])}\n")
+                stream.write(f"=== {mode}: {shown}\n")
                 stream.flush()
                 code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
         if code:
