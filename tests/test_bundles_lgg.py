@@ -38,6 +38,7 @@ def test_train_saves_best_and_latest_checkpoints_and_tensorboard(trained):
     assert list((run / "train").glob("events.out.tfevents.*"))
     facts = json.loads((run / "train" / "training_run.json").read_text())
     assert facts["epochs"] == facts["max_epochs"] == 1 and facts["device"] == "cpu" and facts["best_metric_epoch"] == 1
+    assert facts["train_splits"] == ["train"]
 
 
 def test_the_recipe_names_the_metric_that_picks_model_pt(trained):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from bundle_utils import REPO, assert_error_line, bundle_error_in_process, fast
+from bundle_utils import REPO, assert_error_line, bundle_error_in_process, fast, run_bundle
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 
@@ -17,7 +17,7 @@ from pipelines.data import datalist
 from pipelines.data.datalist import check_manifest, load_split, split_rows
 from pipelines.data.demo import make_lgg_demo
 from pipelines.data.lgg import build_kaggle_3m
-from pipelines.data.manifest import assign_folds, fold_splits, validate_manifest, validation_split, write_manifest
+from pipelines.data.manifest import assign_folds, fold_splits, training_splits, validate_manifest, validation_split, write_manifest
 from pipelines.engine.evaluation import SegmentationMetricsWriter
 from pipelines.errors import InputError
 
@@ -133,6 +133,53 @@ def test_lgg_best_with_fold_validation_test_validates_on_the_held_out_fold(demo)
     fold_of = assign_folds(subjects_of(load_split(manifest, root, ["train", "val"])), 3)
     assert validated == {s for s, k in fold_of.items() if k == 1} and trained == {s for s, k in fold_of.items() if k != 1}
     assert not (validated | trained) & subjects_of(load_split(manifest, root, "test"))  # the manifest's test patients neither train nor validate
+
+
+def test_training_splits_default_and_train_plus_val(caplog):
+    assert training_splits(["train"], "val", "best", cross_validation=False) == ["train"]
+    assert training_splits(["train"], "test", "last", cross_validation=True) == ["train"]
+    assert not caplog.messages
+    with caplog.at_level("WARNING", logger="pipelines.data.manifest"):
+        assert training_splits(["train", "val"], "val", "last", cross_validation=False) == ["train", "val"]
+    assert caplog.messages == ["--train_splits ['train', 'val']: the val patients also train, so the validation curve (val_*) is not a held-out measure"]
+
+
+@pytest.mark.parametrize("splits, validation, model_epoch, cross_validation, message", [
+    (["train", "test"], "val", "last", False, "--train_splits ['train', 'test']: the test split is held out and never trains"),
+    (["train", "val"], "val", "best", False, "--train_splits ['train', 'val'] with --model_epoch best: the val patients also train, so they cannot pick model.pt; use --model_epoch last"),
+    (["train", "val"], "val", "last", True, "--train_splits ['train', 'val'] with --fold: cross-validation gives each patient its role; --fold_validation test trains"),
+    ("train", "val", "last", False, "--train_splits 'train': must be a list of distinct splits of the manifest, e.g. ['train'] or ['train','val']"),
+    ([], "val", "last", False, "--train_splits []: must be a list"),
+    (["train", "train"], "val", "last", False, "--train_splits ['train', 'train']: must be a list of distinct splits"),
+    (["training"], "val", "last", False, "--train_splits ['training']: must be a list of distinct splits"),
+])
+def test_bad_training_splits_are_one_line_errors(splits, validation, model_epoch, cross_validation, message):
+    with pytest.raises(InputError, match="^" + re.escape(message)):
+        training_splits(splits, validation, model_epoch, cross_validation)
+
+
+def test_lgg_best_trains_on_train_and_val_and_says_so(demo, tmp_path):
+    """The release's training on every non-test patient: the training datalist is the train and val subjects, the
+    run warns that its validation curve is not held out and records the splits it trained on."""
+    manifest, root = demo
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in config_files(REPO / "bundles" / "lgg_best", "train")])
+    parser.update({"dataset_dir": str(root), "manifest": str(manifest), "train_splits": ["train", "val"]})
+    trained = subjects_of(parser.get_parsed_content("train#dataset").data)
+    assert trained == subjects_of(load_split(manifest, root, ["train", "val"])) and not trained & subjects_of(load_split(manifest, root, "test"))
+    result = run_bundle("lgg_best", "train", dataset_dir=root, manifest=manifest, epochs=1, train_splits="['train','val']", image_size="[32,32]",
+                        patch_size="[32,32]", ckpt_dir=tmp_path / "models", output_dir=tmp_path / "train", **fast("lgg_best"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the val patients also train, so the validation curve (val_*) is not a held-out measure" in result.stdout + result.stderr
+    assert json.loads((tmp_path / "train" / "training_run.json").read_text())["train_splits"] == ["train", "val"]
+
+
+def test_seed_bundle_refuses_to_train_on_the_patients_that_pick_its_model(demo, tmp_path):
+    manifest, root = demo
+    message = bundle_error_in_process("lgg_unet_bce", "train", dataset_dir=root, manifest=manifest, bundle_root=tmp_path, train_splits="['train','val']")
+    assert message == ("error: --train_splits ['train', 'val'] with --model_epoch best: the val patients also train, so they cannot pick model.pt; "
+                       "use --model_epoch last")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("validation, val_count", [("next", "val 3 slices / 1 subjects"), ("test", "val the test fold")])

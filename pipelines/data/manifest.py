@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import posixpath
 import re
 import warnings
@@ -30,6 +31,8 @@ from PIL import Image, UnidentifiedImageError
 
 from pipelines.atomic import atomic_path
 from pipelines.errors import InputError, existing_dir
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 FOLD_VALIDATIONS = ("next", "test")  # which fold validates in cross-validation: the next one, or the held-out test fold itself
@@ -113,6 +116,29 @@ def validation_split(fold: int | None, fold_validation: str, model_epoch: str) -
     if model_epoch != "last":
         raise InputError(f"--fold_validation test with --model_epoch {model_epoch}: the held-out test fold would pick model.pt; use --model_epoch last")
     return "test"
+
+
+def training_splits(train_splits: object, validation: str, model_epoch: str, cross_validation: bool) -> list[str]:
+    """The manifest splits a training run trains on, checked: ``["train"]`` (the default), or ``["train", "val"]`` to
+    train the release on every non-test patient once cross-validation has chosen the recipe (nnU-Net's ``all`` fold).
+
+    The test split never trains. In cross-validation the fold roles decide (``train`` only; ``--fold_validation test``
+    trains on every fold but the held-out one). When the ``validation`` split also trains, it may pick nothing, so
+    that needs ``model_epoch="last"``, and a warning says that its curve is not a held-out measure. Anything else is
+    an :class:`InputError` naming ``--train_splits``.
+    """
+    shown = f"--train_splits {train_splits!r}"
+    if not isinstance(train_splits, (list, tuple)) or not train_splits or any(split not in SPLITS for split in train_splits) or len(set(train_splits)) != len(train_splits):
+        raise InputError(f"{shown}: must be a list of distinct splits of the manifest, e.g. ['train'] or ['train','val']")
+    if "test" in train_splits:
+        raise InputError(f"{shown}: the test split is held out and never trains")
+    if cross_validation and list(train_splits) != ["train"]:
+        raise InputError(f"{shown} with --fold: cross-validation gives each patient its role; --fold_validation test trains on every fold but the held-out one")
+    if validation in train_splits:
+        if model_epoch != "last":
+            raise InputError(f"{shown} with --model_epoch {model_epoch}: the {validation} patients also train, so they cannot pick model.pt; use --model_epoch last")
+        logger.warning("%s: the %s patients also train, so the validation curve (val_*) is not a held-out measure", shown, validation)
+    return list(train_splits)
 
 
 def write_manifest(rows: Iterable[dict], path) -> Path:
